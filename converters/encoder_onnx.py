@@ -1,0 +1,122 @@
+"""HF encoder folder -> ONNX (optimum-onnx) -> int8 dynamic (onnxruntime.quantization)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
+
+# A fixed probe set: the artifact is compared with the fp32 export on these.
+PROBES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Edge devices run small models close to the data.",
+    "How do I reset my password?",
+    "Raspberry Pi 5 has four Cortex-A76 cores.",
+    "Il pleut des cordes ce matin.",
+    "Quantization trades a little accuracy for speed.",
+    "SELECT name FROM users WHERE id = 42;",
+    "A",
+)
+
+Progress = Callable[[str, str], None]
+
+
+def pooling_config(source: Path) -> dict[str, Any]:
+    """Pooling and normalisation as the model's sentence-transformers config says (mean, no L2 if none)."""
+    pooling, normalize, max_len = "mean", False, 512
+    modules = source / "modules.json"
+    if modules.is_file():
+        for mod in json.loads(modules.read_text(encoding="utf-8")):
+            kind = mod.get("type", "")
+            if kind.endswith("Normalize"):
+                normalize = True
+            if kind.endswith("Pooling"):
+                cfg_path = source / mod.get("path", "") / "config.json"
+                if cfg_path.is_file():
+                    pooling = _pooling_mode(json.loads(cfg_path.read_text(encoding="utf-8")))
+    st_cfg = source / "sentence_bert_config.json"
+    if st_cfg.is_file():
+        max_len = int(json.loads(st_cfg.read_text(encoding="utf-8")).get("max_seq_length", max_len))
+    else:
+        config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+        max_len = min(max_len, int(config.get("max_position_embeddings", max_len)))
+    return {"pooling": pooling, "normalize": normalize, "max_seq_length": max_len}
+
+
+def _pooling_mode(cfg: dict[str, Any]) -> str:
+    if cfg.get("pooling_mode_cls_token"):
+        return "cls"
+    if cfg.get("pooling_mode_max_tokens"):
+        return "max"
+    return "mean"
+
+
+def convert(source: Path, out: Path, plan: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Write model.onnx (+ tokenizer and pooling files) into ``out``; return manifest fields."""
+    from optimum.exporters.onnx import main_export
+
+    work = out / ".work"
+    work.mkdir()
+    progress("export", "exporting to ONNX with optimum-onnx (fp32)")
+    main_export(
+        str(source),
+        output=str(work / "fp32"),
+        task="feature-extraction",
+        library_name="transformers",
+        do_validation=False,
+        device="cpu",
+    )
+    fp32 = work / "fp32" / "model.onnx"
+    progress("quantize", "quantizing weights to int8 (dynamic, per-channel QInt8)")
+    _quantize_dynamic(fp32, out / "model.onnx")
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, out / name)
+    if not (out / "tokenizer.json").is_file():
+        raise ValueError("the model folder has no tokenizer.json (a fast tokenizer is required)")
+    pooling = pooling_config(source)
+    (out / "pooling.json").write_text(json.dumps(pooling, indent=2), encoding="utf-8")
+    progress("verify", f"comparing int8 with fp32 on {len(PROBES)} probe sentences")
+    quality = compare(fp32, out / "model.onnx", out, pooling)
+    shutil.rmtree(work)
+    return {"files": {"model": "model.onnx", "tokenizer": "tokenizer.json"}, "pooling": pooling, "quality": quality}
+
+
+def _quantize_dynamic(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        extra_options={"MatMulConstBOnly": True},
+    )
+
+
+def compare(reference: Path, candidate: Path, artifact: Path, pooling: dict[str, Any]) -> dict[str, Any]:
+    """Cosine similarity of pooled embeddings, candidate vs reference, over PROBES."""
+    import numpy as np
+
+    from runtimes.onnx_embed import OnnxEmbedder
+
+    ref = OnnxEmbedder.load(artifact, model_file=reference, threads=1)
+    cand = OnnxEmbedder.load(artifact, model_file=candidate, threads=1)
+    a, _ = ref.embed(list(PROBES))
+    b, _ = cand.embed(list(PROBES))
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    cos = (a * b).sum(axis=1)
+    return {
+        "metric": "cosine_vs_fp32_onnx",
+        "probes": len(PROBES),
+        "min": round(float(cos.min()), 4),
+        "mean": round(float(cos.mean()), 4),
+    }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Build llama-cpp-python once with explicit CPU flags, keep the wheel, install it.
+#
+# Why: the default build uses -march=native and on CPUs with AMX (GCC 12) crashes
+# with SIGILL on multi-token prompts; and pip's wheel cache ignores CMAKE_ARGS,
+# so a wheel built with other flags would be silently reused. We therefore build
+# with GGML_NATIVE=OFF, name the x86 features this CPU really has, and keep the
+# wheel in a folder keyed by version + flags.
+#
+# Usage: platform/install-llama-cpp.sh [PYTHON]   (default: python3)
+# Env:   TURSI_WHEEL_CACHE (default ~/.cache/tursi/wheels)
+#        LLAMA_CPP_VERSION (default 0.3.36)
+set -euo pipefail
+py=${1:-python3}
+version=${LLAMA_CPP_VERSION:-0.3.36}
+cache=${TURSI_WHEEL_CACHE:-$HOME/.cache/tursi/wheels}
+
+flags="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+if [ "$(uname -m)" = "x86_64" ]; then
+  cpu=$(grep -m1 '^flags' /proc/cpuinfo || true)
+  has() { grep -qw "$1" <<<"$cpu"; }
+  for f in avx avx2 fma f16c; do
+    has "$f" && flags="$flags -DGGML_$(tr a-z A-Z <<<"$f")=ON" || flags="$flags -DGGML_$(tr a-z A-Z <<<"$f")=OFF"
+  done
+  if has avx512f && has avx512bw && has avx512vl; then
+    flags="$flags -DGGML_AVX512=ON"
+    has avx512vbmi && flags="$flags -DGGML_AVX512_VBMI=ON"
+    has avx512_vnni && flags="$flags -DGGML_AVX512_VNNI=ON"
+    has avx512_bf16 && flags="$flags -DGGML_AVX512_BF16=ON"
+  else
+    flags="$flags -DGGML_AVX512=OFF"
+  fi
+  has avx_vnni && flags="$flags -DGGML_AVX_VNNI=ON"
+fi
+
+key=$(printf '%s %s' "$version" "$flags" | sha256sum | cut -c1-16)
+dir="$cache/llama-cpp-python-$version-$key"
+if ! ls "$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  echo "building llama-cpp-python $version (takes ~11 min on 2 cores) with: $flags"
+  tmp=$(mktemp -d "$cache.tmp.XXXXXX" 2>/dev/null || { mkdir -p "$cache"; mktemp -d "$cache/.tmp.XXXXXX"; })
+  CMAKE_ARGS="$flags" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    "$py" -m pip wheel --no-cache-dir --no-deps --no-binary llama-cpp-python \
+    -w "$tmp" "llama-cpp-python==$version"
+  mkdir -p "$cache"
+  printf '%s\n' "$flags" >"$tmp/CMAKE_ARGS"
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
+fi
+"$py" -m pip install --no-deps --force-reinstall "$dir"/llama_cpp_python-*.whl
+# the bindings' own small pure-python deps
+"$py" -m pip install "diskcache>=5.6.1" "jinja2>=2.11.3" "typing-extensions>=4.5.0"
+echo "llama-cpp-python $version installed from $dir"

@@ -1,0 +1,81 @@
+"""`tursi ps` and `tursi inspect`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from tursi.cli import render
+from tursi.cli.context import CliContext, pass_cli
+
+HEADERS = ("NAME", "MODEL", "FORMAT", "QUANT", "ENDPOINT", "STATUS", "UPTIME", "MEM")
+
+
+def status_text(dep: dict[str, Any], now: float) -> str:
+    status = dep["status"]
+    if status == "running":
+        return "Up"
+    if status == "starting":
+        return "Starting"
+    if status in ("exited", "failed"):
+        code = dep.get("exit_code")
+        ago = render.human_duration(now - (dep.get("finished_at") or now))
+        label = "Exited" if status == "exited" else "Failed"
+        return f"{label} ({code if code is not None else '?'}) {ago} ago"
+    return status.capitalize()
+
+
+def row(dep: dict[str, Any], now: float) -> list[Any]:
+    up = dep["status"] in ("running", "starting") and dep.get("started_at")
+    return [
+        dep["name"],
+        dep["model"],
+        dep["format"],
+        dep["quantization"],
+        dep["endpoint"],
+        status_text(dep, now),
+        render.human_duration(now - dep["started_at"]) if up else "-",
+        render.human_size(dep.get("mem_bytes")),
+    ]
+
+
+@click.command("ps")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show stopped and failed deployments too.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@pass_cli
+def ps_cmd(cli: CliContext, show_all: bool, fmt: str) -> None:
+    """List deployments."""
+    deps = cli.client.request("GET", "/v1/deployments", query={"all": 1 if show_all else None})
+    if fmt == "json":
+        render.as_json(deps)
+        return
+    now = time.time()
+    render.out(render.table(HEADERS, [row(d, now) for d in deps]))
+
+
+@click.command("inspect")
+@click.argument("name")
+@pass_cli
+def inspect_cmd(cli: CliContext, name: str) -> None:
+    """Show everything about one deployment as JSON: plan, manifest, events."""
+    render.as_json(cli.client.request("GET", f"/v1/deployments/{cli.client.quote(name)}"))
+
+
+def pick_one(cli: CliContext, name: str | None) -> str:
+    """NAME, or the only deployment when there is exactly one."""
+    if name:
+        return name
+    from tursi.errors import AmbiguousDeployment
+
+    deps = cli.client.request("GET", "/v1/deployments", query={"all": 1})
+    if len(deps) == 1:
+        return str(deps[0]["name"])
+    if not deps:
+        raise AmbiguousDeployment("there are no deployments", hint="tursi up minilm")
+    names = ", ".join(d["name"] for d in deps)
+    raise AmbiguousDeployment(f"{len(deps)} deployments ({names}): say which one", hint="give a NAME")
+
+
+COMMANDS = [ps_cmd, inspect_cmd]

@@ -1,0 +1,115 @@
+"""The only module that prints: tables like `docker ps`, sizes, durations, progress and errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+
+def out(text: str = "", *, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def write_raw(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def as_json(value: Any) -> None:
+    out(json.dumps(value, indent=2, sort_keys=True))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["   ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def human_size(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}TiB"
+
+
+def human_duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s < 60:
+        return f"{s} second{'s' if s != 1 else ''}"
+    if s < 3600:
+        m = s // 60
+        return f"{m} minute{'s' if m != 1 else ''}"
+    if s < 86400:
+        h = s // 3600
+        return f"{h} hour{'s' if h != 1 else ''}"
+    d = s // 86400
+    return f"{d} day{'s' if d != 1 else ''}"
+
+
+def error(message: str, hint: str | None = None, extra_lines: Sequence[str] = ()) -> None:
+    out(f"Error: {message}", err=True)
+    for line in extra_lines:
+        out(f"  | {line}", err=True)
+    if hint:
+        out(f"Hint: {hint}", err=True)
+
+
+class Progress:
+    """Stage lines with elapsed time; on a terminal the current line ticks while work goes on."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.current: str | None = None
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if self.tty:
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        frames = "|/-\\"
+        i = 0
+        while not self._stop.wait(0.2):
+            with self._lock:
+                if self.current:
+                    elapsed = time.monotonic() - self.started
+                    self.stream.write(f"\r{frames[i % 4]} {self.current} ({elapsed:.1f}s)\x1b[K")
+                    self.stream.flush()
+            i += 1
+
+    def stage(self, text: str) -> None:
+        with self._lock:
+            self._finish_locked()
+            self.current, self.started = text, time.monotonic()
+            if not self.tty:
+                self.stream.write(f"{text} ...\n")
+                self.stream.flush()
+
+    def _finish_locked(self, mark: str = "done") -> None:
+        if self.current and self.tty:
+            elapsed = time.monotonic() - self.started
+            self.stream.write(f"\r{'✔' if mark == 'done' else '✘'} {self.current} ({mark} in {elapsed:.1f}s)\x1b[K\n")
+            self.stream.flush()
+        self.current = None
+
+    def close(self, ok: bool = True) -> None:
+        self._stop.set()
+        if self._ticker:
+            self._ticker.join()
+        with self._lock:
+            self._finish_locked("done" if ok else "failed")

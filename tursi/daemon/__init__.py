@@ -1,0 +1,1 @@
+"""tursid: the control API, state, worker supervisor, sampler and log collection in one aiohttp process."""

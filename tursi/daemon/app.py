@@ -1,0 +1,96 @@
+"""Builds the tursid application and runs it on a 0600 Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from converters.cache import remove_stale_staging
+from tursi.daemon import deployments, system
+from tursi.daemon.context import DAEMON, Daemon
+from tursi.daemon.lock import InstanceLock
+from tursi.daemon.sampler import Sampler
+from tursi.daemon.supervisor import Supervisor
+from tursi.problem import problem_middleware
+from tursi.settings import Settings
+from tursi.state import StateStore
+
+log = logging.getLogger(__name__)
+
+
+def build_app(daemon: Daemon) -> web.Application:
+    app = web.Application(middlewares=[problem_middleware], client_max_size=1024 * 1024)
+    app[DAEMON] = daemon
+    app.add_routes(system.routes)
+    app.add_routes(deployments.routes)
+
+    async def on_startup(app: web.Application) -> None:
+        removed = remove_stale_staging(daemon.settings.artifacts_dir)
+        if removed:
+            log.info("removed %d half-made artifacts", removed)
+        daemon.supervisor.reconcile()
+        await daemon.sampler.start()
+
+    async def on_shutdown(app: web.Application) -> None:
+        await daemon.supervisor.stop_all(reason="tursid stopped")
+        await daemon.sampler.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+def serve(settings: Settings) -> int:
+    settings.ensure_dirs()
+    lock = InstanceLock(settings.lock_path)
+    lock.acquire()
+    try:
+        store = StateStore(settings.db_path)
+        daemon = Daemon(
+            settings=settings,
+            store=store,
+            supervisor=Supervisor(store, settings.logs_dir, grace_s=settings.stop_grace_s),
+            sampler=Sampler(store, interval_s=settings.sample_interval_s),
+        )
+        sock = settings.socket_path
+        sock.unlink(missing_ok=True)  # stale: we hold the lock, so no live daemon owns it
+        app = build_app(daemon)
+        log.info("tursid pid=%d listening on unix://%s", os.getpid(), sock)
+        asyncio.run(_run(app, sock, settings.stop_grace_s))
+        store.close()
+        Path(sock).unlink(missing_ok=True)
+        return 0
+    finally:
+        lock.release()
+
+
+def configure_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def _run(app: web.Application, sock: Path, grace_s: float) -> None:
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=grace_s)
+    await runner.setup()
+    old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
+    try:
+        await web.UnixSite(runner, str(sock)).start()
+    finally:
+        os.umask(old_umask)
+    os.chmod(sock, 0o600)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("tursid stopping: draining and stopping workers")
+    await runner.cleanup()

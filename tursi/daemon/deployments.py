@@ -1,0 +1,282 @@
+"""Control API resource: /v1/deployments (up, ps, inspect, down, logs)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from typing import Any
+
+import psutil
+from aiohttp import web
+
+from converters import cache
+from tursi.daemon.context import DAEMON, Daemon
+from tursi.daemon.conversion import run_conversion
+from tursi.daemon.supervisor import log_path, tail_lines
+from tursi.errors import DeploymentExists, DeploymentNotFound, InvalidSpec, PortInUse, TursiError, problem_for
+from tursi.plan import NAME_RE, Options, Plan, make_plan, tool_versions
+from tursi.problem import read_json
+from tursi.refs import ModelRef, resolve
+from tursi.state import Deployment
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+def _with_mem(dep: Deployment) -> dict[str, Any]:
+    d = dep.to_dict()
+    d["mem_bytes"] = None
+    if dep.pid and dep.status in ("starting", "running"):
+        try:
+            d["mem_bytes"] = psutil.Process(dep.pid).memory_info().rss
+        except psutil.Error:
+            pass
+    return d
+
+
+@routes.get("/v1/deployments")
+async def list_deployments(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    show_all = request.query.get("all", "") not in ("", "0", "false")
+    return web.json_response([_with_mem(d) for d in daemon.store.list_deployments(all=show_all)])
+
+
+@routes.get("/v1/deployments/{name}")
+async def inspect_deployment(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    dep = _get(daemon, request.match_info["name"])
+    body = _with_mem(dep)
+    body["manifest"] = cache.lookup(daemon.settings.artifacts_dir, dep.artifact_key)
+    body["events"] = daemon.store.events(dep.name, limit=50)
+    return web.json_response(body)
+
+
+def _get(daemon: Daemon, name: str) -> Deployment:
+    dep = daemon.store.get_deployment(name)
+    if dep is None:
+        raise DeploymentNotFound(f"no deployment named '{name}'", hint="tursi ps -a lists them")
+    return dep
+
+
+@routes.delete("/v1/deployments/{name}")
+async def remove_deployment(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    dep = _get(daemon, request.match_info["name"])
+    await _remove(daemon, dep)
+    return web.json_response({"removed": [dep.name]})
+
+
+@routes.delete("/v1/deployments")
+async def remove_all(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    deps = daemon.store.list_deployments(all=True)
+    await asyncio.gather(*(_remove(daemon, d) for d in deps))
+    return web.json_response({"removed": [d.name for d in deps]})
+
+
+async def _remove(daemon: Daemon, dep: Deployment) -> None:
+    await daemon.supervisor.stop(dep.name, reason="removed by down")
+    daemon.store.remove_deployment(dep.name)
+    daemon.store.add_event(dep.name, "removed")
+    log_path(daemon.settings.logs_dir, dep.name).unlink(missing_ok=True)
+
+
+# -- up ----------------------------------------------------------------------------------------
+
+
+def _parse_up(daemon: Daemon, body: dict[str, Any]) -> tuple[ModelRef, Options, Plan, str, str, int]:
+    model = body.get("model")
+    if not isinstance(model, str):
+        raise InvalidSpec("'model' is required: an alias, a folder, a file or a hub id", param="model")
+    opts = Options.parse(body)
+    host = body.get("host") or "127.0.0.1"
+    if not isinstance(host, str):
+        raise InvalidSpec("'host' must be an address", param="host")
+    ref = resolve(model)
+    plan = make_plan(ref, opts)
+    name = _pick_name(daemon, body.get("name"), ref.display)
+    port = _pick_port(daemon, body.get("port"), host)
+    return ref, opts, plan, name, host, port
+
+
+def _pick_name(daemon: Daemon, wanted: Any, display: str) -> str:
+    if wanted is not None:
+        if not isinstance(wanted, str) or not NAME_RE.match(wanted):
+            raise InvalidSpec("--name must match [a-z0-9][a-z0-9._-]{0,63}", param="name")
+        if daemon.store.get_deployment(wanted) or wanted in daemon.reserved_names:
+            raise DeploymentExists(f"the name '{wanted}' is already in use", hint=f"tursi down {wanted}")
+        return wanted
+    base = "".join(c if c.isalnum() or c in "._-" else "-" for c in display.lower()).strip("-._")[:60] or "model"
+    name, n = base, 1
+    while daemon.store.get_deployment(name) or name in daemon.reserved_names:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _pick_port(daemon: Daemon, wanted: Any, host: str) -> int:
+    taken = daemon.store.ports_in_use() | daemon.reserved_ports
+    if wanted is None:
+        while True:
+            port = _bind_probe(host, 0)
+            if port not in taken:
+                return port
+    if isinstance(wanted, bool) or not isinstance(wanted, int) or not 1 <= wanted <= 65535:
+        raise InvalidSpec("--port must be an integer from 1 to 65535", param="port")
+    if wanted in taken:
+        raise PortInUse(f"port {wanted} is used by another deployment", hint="tursi ps")
+    _bind_probe(host, wanted)
+    return wanted
+
+
+def _bind_probe(host: str, port: int) -> int:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, port))
+            return int(s.getsockname()[1])
+    except OSError as e:
+        raise PortInUse(f"cannot bind {host}:{port}: {e.strerror}") from e
+
+
+@routes.post("/v1/deployments")
+async def create_deployment(request: web.Request) -> web.StreamResponse:
+    daemon = request.app[DAEMON]
+    body = await read_json(request)
+    # Everything that can fail fast does so before the 200 is committed, with a real status code.
+    ref, opts, plan, name, host, port = await asyncio.get_running_loop().run_in_executor(None, _parse_up, daemon, body)
+    daemon.reserved_names.add(name)
+    daemon.reserved_ports.add(port)
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+
+    async def emit(event: dict[str, Any]) -> None:
+        try:
+            await resp.write((json.dumps(event) + "\n").encode())
+        except (ConnectionResetError, RuntimeError):
+            pass  # the client went away; the deployment carries on
+
+    try:
+        dep = await _bring_up(daemon, ref, plan, name, host, port, emit)
+        await emit({"event": "ready", "deployment": dep.to_dict()})
+    except Exception as e:  # streamed as a problem event: the status line is already sent
+        if not isinstance(e, TursiError):
+            log.exception("up failed")
+        await emit({"event": "error", **problem_for(e)})
+    finally:
+        daemon.reserved_names.discard(name)
+        daemon.reserved_ports.discard(port)
+    await resp.write_eof()
+    return resp
+
+
+async def _bring_up(
+    daemon: Daemon, ref: ModelRef, plan: Plan, name: str, host: str, port: int, emit: Any
+) -> Deployment:
+    settings = daemon.settings
+    await emit({"event": "status", "message": f"resolved {ref.reference} -> {ref.path}"})
+    digest = await asyncio.get_running_loop().run_in_executor(None, ref.digest)
+    versions = tool_versions()
+    key = cache.artifact_key(digest, plan.to_dict(), versions)
+    manifest = cache.lookup(settings.artifacts_dir, key)
+    if manifest is not None:
+        await emit({"event": "cached", "key": key, "message": f"using cached artifact {key[:12]}"})
+    else:
+        manifest = await _convert(daemon, ref, plan, digest, versions, key, emit)
+    artifact = settings.artifacts_dir / key
+    daemon.store.record_artifact(
+        key, str(artifact), ref.reference, plan.format, plan.quantization, int(manifest.get("size_bytes", 0))
+    )
+    dep = Deployment(
+        name=name,
+        model=ref.reference,
+        source=str(ref.path),
+        task=plan.task,
+        format=plan.format,
+        quantization=plan.quantization,
+        artifact_key=key,
+        artifact_path=str(artifact),
+        host=host,
+        port=port,
+        status="created",
+        created_at=time.time(),
+    )
+    daemon.store.add_deployment(dep)
+    log_path(settings.logs_dir, name).unlink(missing_ok=True)
+    daemon.supervisor.lifecycle(name, "created", f"model={ref.reference} artifact={key[:12]}")
+    await emit({"event": "status", "message": f"starting worker on {dep.endpoint}"})
+    await daemon.supervisor.start(dep, threads=psutil.cpu_count(logical=False) or 0)
+    await daemon.supervisor.wait_ready(dep, settings.ready_timeout_s)
+    return daemon.store.get_deployment(name) or dep
+
+
+async def _convert(
+    daemon: Daemon, ref: ModelRef, plan: Plan, digest: str, versions: dict[str, str], key: str, emit: Any
+) -> dict[str, Any]:
+    spec = {
+        "source": str(ref.path),
+        "key": key,
+        "artifacts_dir": str(daemon.settings.artifacts_dir),
+        "plan": plan.to_dict(),
+        "manifest": {
+            "source": {"reference": ref.reference, "path": str(ref.path), "digest": digest},
+            "plan": plan.to_dict(),
+            "tools": versions,
+        },
+    }
+    await emit({"event": "status", "message": f"converting {ref.reference} to {plan.format} {plan.quantization}"})
+    done: dict[str, Any] = {}
+    conv_log = daemon.settings.logs_dir / f"convert-{key[:12]}.log"
+    async for event in run_conversion(spec, conv_log):
+        if event["event"] == "done":
+            done = event["manifest"]
+        else:
+            await emit(event)
+    daemon.store.add_event(None, "converted", f"{ref.reference} -> {key[:12]} in {done.get('conversion_s')}s")
+    return done
+
+
+# -- logs --------------------------------------------------------------------------------------
+
+
+@routes.get("/v1/deployments/{name}/logs")
+async def logs(request: web.Request) -> web.StreamResponse:
+    daemon = request.app[DAEMON]
+    dep = _get(daemon, request.match_info["name"])
+    try:
+        tail = int(request.query.get("tail", "-1"))
+    except ValueError:
+        raise InvalidSpec("'tail' must be an integer", param="tail") from None
+    follow = request.query.get("follow", "") not in ("", "0", "false")
+    path = log_path(daemon.settings.logs_dir, dep.name)
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await resp.prepare(request)
+    lines = tail_lines(path, tail) if tail >= 0 else tail_lines(path, 10**9)
+    if lines:
+        await resp.write(("\n".join(lines) + "\n").encode())
+    if follow:
+        await _follow(daemon, dep.name, path, resp)
+    await resp.write_eof()
+    return resp
+
+
+async def _follow(daemon: Daemon, name: str, path: Any, resp: web.StreamResponse) -> None:
+    offset = path.stat().st_size if path.exists() else 0
+    while True:
+        size = path.stat().st_size if path.exists() else 0
+        if size > offset:
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read(size - offset)
+            offset = size
+            try:
+                await resp.write(chunk)
+            except (ConnectionResetError, RuntimeError):
+                return
+        dep = daemon.store.get_deployment(name)
+        if dep is None or dep.status not in ("starting", "running"):
+            if size == offset:
+                return
+        await asyncio.sleep(0.25)

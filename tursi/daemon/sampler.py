@@ -1,0 +1,114 @@
+"""psutil sampler: per-deployment CPU and memory plus request counts, and a system line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from typing import Any
+
+import aiohttp
+import psutil
+
+from tursi.state import StateStore
+from tursi.worker.metrics import parse_requests_total
+
+log = logging.getLogger(__name__)
+
+
+class Sampler:
+    def __init__(self, store: StateStore, interval_s: float = 2.0, history: int = 60) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self.history: deque[dict[str, Any]] = deque(maxlen=history)
+        self._procs: dict[int, psutil.Process] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def latest(self) -> dict[str, Any] | None:
+        return self.history[-1] if self.history else None
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1))
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._http:
+            await self._http.close()
+
+    async def wait_next(self, after: float) -> dict[str, Any]:
+        while not self.history or self.history[-1]["at"] <= after:
+            self._wake.clear()
+            await self._wake.wait()
+        return self.history[-1]
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                self.history.append(await self.sample())
+                self._wake.set()
+            except Exception:
+                log.exception("sampler failed")
+            await asyncio.sleep(self.interval_s)
+
+    async def sample(self) -> dict[str, Any]:
+        rows = []
+        total_mem = psutil.virtual_memory().total
+        live = set()
+        for dep in self.store.list_deployments(all=False):
+            if not dep.pid:
+                continue
+            live.add(dep.pid)
+            proc = self._procs.get(dep.pid) or self._procs.setdefault(dep.pid, psutil.Process(dep.pid))
+            try:
+                with proc.oneshot():
+                    cpu = proc.cpu_percent(None)
+                    rss = proc.memory_info().rss
+            except psutil.Error:
+                continue
+            rows.append(
+                {
+                    "name": dep.name,
+                    "pid": dep.pid,
+                    "cpu_percent": round(cpu, 1),
+                    "mem_bytes": rss,
+                    "mem_limit_bytes": total_mem,
+                    "mem_percent": round(100.0 * rss / total_mem, 2),
+                    "requests": await self._requests(dep.host, dep.port),
+                }
+            )
+        for pid in set(self._procs) - live:
+            del self._procs[pid]
+        return {"at": time.time(), "deployments": rows, "system": system_line()}
+
+    async def _requests(self, host: str, port: int) -> int | None:
+        if self._http is None:
+            return None
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        try:
+            async with self._http.get(f"http://{host}:{port}/metrics") as resp:
+                return parse_requests_total(await resp.text()) if resp.status == 200 else None
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return None
+
+
+def system_line() -> dict[str, Any]:
+    vm = psutil.virtual_memory()
+    load1, load5, load15 = os.getloadavg()
+    return {
+        "cpu_count": psutil.cpu_count(),
+        "cpu_percent": psutil.cpu_percent(None),
+        "load": [round(load1, 2), round(load5, 2), round(load15, 2)],
+        "mem_used_bytes": vm.total - vm.available,
+        "mem_total_bytes": vm.total,
+        "mem_percent": vm.percent,
+    }

@@ -1,0 +1,226 @@
+"""Starts, watches and stops worker processes; reconciles the database with reality at start."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+from tursi.errors import WorkerFailed
+from tursi.state import ACTIVE, Deployment, StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Handle:
+    pid: int
+    proc: asyncio.subprocess.Process | None  # None when adopted after a tursid restart
+    watcher: asyncio.Task[None] | None = None
+    stopping: bool = False
+
+
+def log_path(logs_dir: Path, name: str) -> Path:
+    return logs_dir / f"{name}.log"
+
+
+def tail_lines(path: Path, n: int) -> list[str]:
+    if not path.is_file():
+        return []
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        return [line.rstrip("\n") for line in deque(fh, maxlen=n)]
+
+
+def exit_status(returncode: int | None) -> int | None:
+    """Docker's convention: a signal N reads as 128 + N."""
+    if returncode is None:
+        return None
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class Supervisor:
+    def __init__(self, store: StateStore, logs_dir: Path, *, grace_s: float = 10.0) -> None:
+        self.store = store
+        self.logs_dir = logs_dir
+        self.grace_s = grace_s
+        self.handles: dict[str, Handle] = {}
+
+    def lifecycle(self, name: str, kind: str, detail: str = "") -> None:
+        """An event in the database and a line in the deployment's log."""
+        self.store.add_event(name, kind, detail)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        with log_path(self.logs_dir, name).open("a", encoding="utf-8") as fh:
+            fh.write(f"{stamp} [tursid] {kind}{': ' + detail if detail else ''}\n")
+
+    async def start(self, dep: Deployment, threads: int = 0) -> None:
+        logfile = log_path(self.logs_dir, dep.name).open("ab")
+        cmd = [
+            sys.executable,
+            "-m",
+            "tursi.worker",
+            "--name",
+            dep.name,
+            "--model-ref",
+            dep.model,
+            "--artifact",
+            dep.artifact_path,
+            "--host",
+            dep.host,
+            "--port",
+            str(dep.port),
+            "--threads",
+            str(threads),
+        ]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile, env=env, start_new_session=True
+            )
+        finally:
+            logfile.close()
+        started = _create_time(proc.pid)
+        self.store.update_deployment(
+            dep.name,
+            status="starting",
+            pid=proc.pid,
+            pid_started_at=started,
+            started_at=time.time(),
+            exit_code=None,
+            reason=None,
+            finished_at=None,
+        )
+        self.lifecycle(dep.name, "started", f"pid={proc.pid} endpoint={dep.endpoint}")
+        handle = Handle(proc.pid, proc)
+        handle.watcher = asyncio.get_running_loop().create_task(self._watch_child(dep.name, handle))
+        self.handles[dep.name] = handle
+
+    async def wait_ready(self, dep: Deployment, timeout_s: float) -> None:
+        url = f"http://{'127.0.0.1' if dep.host in ('0.0.0.0', '') else dep.host}:{dep.port}/ready"
+        deadline = time.monotonic() + timeout_s
+        handle = self.handles.get(dep.name)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while time.monotonic() < deadline:
+                if handle is None or (handle.watcher is not None and handle.watcher.done()):
+                    break
+                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                    async with http.get(url) as resp:
+                        if resp.status == 200:
+                            self.store.update_deployment(dep.name, status="running")
+                            self.lifecycle(dep.name, "ready", url)
+                            return
+                await asyncio.sleep(0.2)
+        timed_out = time.monotonic() >= deadline
+        await self.stop(dep.name, reason="failed to become ready", status="failed")
+        last = tail_lines(log_path(self.logs_dir, dep.name), 15)
+        why = f"not ready after {timeout_s:.0f}s" if timed_out else "the worker exited before it was ready"
+        raise WorkerFailed(f"deployment {dep.name}: {why}", log_tail=last, hint=f"tursi logs {dep.name}")
+
+    async def _watch_child(self, name: str, handle: Handle) -> None:
+        if handle.proc is None:
+            return
+        code = await handle.proc.wait()
+        self._record_exit(name, handle, exit_status(code))
+
+    async def _watch_adopted(self, name: str, handle: Handle) -> None:
+        while _alive(handle.pid):
+            await asyncio.sleep(0.5)
+        self._record_exit(name, handle, None)
+
+    def _record_exit(self, name: str, handle: Handle, code: int | None) -> None:
+        if self.handles.get(name) is handle:
+            del self.handles[name]
+        if handle.stopping or self.store.get_deployment(name) is None:
+            return
+        dep = self.store.get_deployment(name)
+        status = "exited" if dep is not None and dep.status == "running" else "failed"
+        self.store.update_deployment(
+            name, status=status, exit_code=code, finished_at=time.time(), pid=None, reason="worker exited"
+        )
+        self.lifecycle(name, "exited", f"code={code if code is not None else 'unknown'}")
+        log.warning("worker exited name=%s code=%s", name, code)
+
+    async def stop(self, name: str, *, reason: str = "stopped", status: str = "exited") -> None:
+        """SIGTERM, wait the grace period, then SIGKILL. Records the final status."""
+        handle = self.handles.get(name)
+        code = None
+        if handle is not None:
+            handle.stopping = True
+            code = await self._terminate(handle)
+            self.handles.pop(name, None)
+        if self.store.get_deployment(name) is not None:
+            self.store.update_deployment(
+                name, status=status, pid=None, finished_at=time.time(), reason=reason, exit_code=code
+            )
+            self.lifecycle(name, "stopped", reason)
+
+    async def _terminate(self, handle: Handle) -> int | None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(handle.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_s
+        while time.monotonic() < deadline and _alive(handle.pid, handle.proc):
+            await asyncio.sleep(0.05)
+        if _alive(handle.pid, handle.proc):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(handle.pid, signal.SIGKILL)
+        if handle.proc is not None:
+            return exit_status(await handle.proc.wait())
+        while _alive(handle.pid):
+            await asyncio.sleep(0.05)
+        return None
+
+    async def stop_all(self, reason: str) -> None:
+        await asyncio.gather(*(self.stop(name, reason=reason) for name in list(self.handles)))
+
+    def reconcile(self) -> None:
+        """After a restart: adopt live workers we started, mark the rest as exited."""
+        for dep in self.store.list_deployments(all=False):
+            if dep.pid and dep.pid_started_at and _same_process(dep.pid, dep.pid_started_at):
+                handle = Handle(dep.pid, None)
+                handle.watcher = asyncio.get_running_loop().create_task(self._watch_adopted(dep.name, handle))
+                self.handles[dep.name] = handle
+                if dep.status != "running":
+                    self.store.update_deployment(dep.name, status="running")
+                self.lifecycle(dep.name, "adopted", f"pid={dep.pid} still running after tursid restart")
+            else:
+                self.store.update_deployment(
+                    dep.name,
+                    status="exited",
+                    pid=None,
+                    finished_at=time.time(),
+                    reason="worker gone while tursid was down",
+                )
+                self.lifecycle(dep.name, "exited", "worker gone while tursid was down")
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _same_process(pid: int, started_at: float) -> bool:
+    created = _create_time(pid)
+    return created is not None and abs(created - started_at) < 0.05 and _alive(pid)
+
+
+def _alive(pid: int, proc: asyncio.subprocess.Process | None = None) -> bool:
+    if proc is not None:
+        return proc.returncode is None
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+__all__ = ["ACTIVE", "Supervisor", "log_path", "tail_lines"]

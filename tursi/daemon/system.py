@@ -1,0 +1,65 @@
+"""Control API resources: /health, /v1/system, /v1/stats."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+
+import psutil
+from aiohttp import web
+
+from tursi import __version__
+from tursi.daemon.context import DAEMON
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "version": __version__, "pid": os.getpid()})
+
+
+@routes.get("/v1/system")
+async def system(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return web.json_response(
+        {
+            "version": __version__,
+            "python": sys.version.split()[0],
+            "machine": platform.machine(),
+            "system": platform.system(),
+            "release": platform.release(),
+            "cpu_count_logical": psutil.cpu_count(),
+            "cpu_count_physical": psutil.cpu_count(logical=False),
+            "mem_total_bytes": psutil.virtual_memory().total,
+            "home": str(daemon.settings.home),
+            "pid": os.getpid(),
+            "schema_version": daemon.store.schema_version,
+        }
+    )
+
+
+@routes.get("/v1/stats")
+async def stats(request: web.Request) -> web.StreamResponse:
+    sampler = request.app[DAEMON].sampler
+    stream = request.query.get("stream", "") not in ("", "0", "false")
+    if not stream:
+        snap = sampler.latest or await sampler.wait_next(0.0)
+        return web.json_response(snap)
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+    last = 0.0
+    while True:
+        snap = (
+            await sampler.wait_next(last)
+            if sampler.latest and sampler.latest["at"] <= last
+            else (sampler.latest or await sampler.wait_next(0.0))
+        )
+        last = snap["at"]
+        try:
+            await resp.write((json.dumps(snap) + "\n").encode())
+        except (ConnectionResetError, RuntimeError):
+            break
+    return resp

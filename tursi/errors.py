@@ -1,0 +1,166 @@
+"""One flat error hierarchy. Each class carries its stable code, HTTP status and CLI exit code.
+
+Map an exception by walking ``type(e).__mro__`` so the most specific class wins; anything that is
+not a ``TursiError`` is a bug in Tursi (HTTP 500, exit 70), never the user's fault.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TursiError(Exception):
+    code = "tursi_error"
+    http_status = 400
+    exit_code = 1
+    title = "Request failed"
+
+    def __init__(self, detail: str, *, hint: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.hint = hint
+        self.extra = extra
+
+    def to_problem(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"https://tursi.dev/errors/{self.code}",
+            "title": self.title,
+            "status": self.http_status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if self.hint:
+            body["hint"] = self.hint
+        body.update(self.extra)
+        return body
+
+
+class InvalidRequest(TursiError):
+    code = "invalid_request"
+    title = "Invalid request"
+    exit_code = 64  # EX_USAGE
+
+
+class InvalidSpec(InvalidRequest):
+    code = "invalid_spec"
+    title = "Invalid option"
+
+
+class NotSupported(InvalidRequest):
+    code = "not_supported"
+    title = "Not supported yet"
+    http_status = 501
+
+
+class ModelNotFound(TursiError):
+    code = "model_not_found"
+    title = "Model not found"
+    http_status = 404
+    exit_code = 66  # EX_NOINPUT
+
+
+class UnsafeModel(TursiError):
+    code = "unsafe_model"
+    title = "Model format refused"
+    http_status = 422
+    exit_code = 65  # EX_DATAERR
+
+
+class DeploymentNotFound(TursiError):
+    code = "deployment_not_found"
+    title = "No such deployment"
+    http_status = 404
+    exit_code = 66
+
+
+class DeploymentExists(TursiError):
+    code = "deployment_exists"
+    title = "Deployment name in use"
+    http_status = 409
+    exit_code = 73  # EX_CANTCREAT
+
+
+class AmbiguousDeployment(InvalidRequest):
+    code = "ambiguous_deployment"
+    title = "Which deployment?"
+
+
+class PortInUse(TursiError):
+    code = "port_in_use"
+    title = "Port in use"
+    http_status = 409
+    exit_code = 73
+
+
+class ConversionFailed(TursiError):
+    code = "conversion_failed"
+    title = "Conversion failed"
+    http_status = 422
+    exit_code = 65
+
+
+class WorkerFailed(TursiError):
+    code = "worker_failed"
+    title = "Worker did not become ready"
+    http_status = 500
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+class DaemonUnavailable(TursiError):
+    code = "daemon_unavailable"
+    title = "tursid is not reachable"
+    http_status = 503
+    exit_code = 69
+
+
+class DaemonAlreadyRunning(TursiError):
+    code = "daemon_already_running"
+    title = "tursid already running"
+    http_status = 409
+    exit_code = 75  # EX_TEMPFAIL
+
+
+class NotReady(TursiError):
+    code = "not_ready"
+    title = "Model not loaded yet"
+    http_status = 503
+    exit_code = 75
+
+
+class InternalError(TursiError):
+    code = "internal_error"
+    title = "Internal error"
+    http_status = 500
+    exit_code = 70  # EX_SOFTWARE
+
+
+def _all_classes() -> list[type[TursiError]]:
+    seen: list[type[TursiError]] = []
+    stack: list[type[TursiError]] = [TursiError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen
+
+
+def error_for_code(code: str) -> type[TursiError]:
+    """The error class for a stable code (used by the client to rebuild an API error)."""
+    for cls in _all_classes():
+        if cls.code == code:
+            return cls
+    return TursiError
+
+
+def classify(exc: BaseException) -> type[TursiError]:
+    """The most specific TursiError class in ``exc``'s MRO; InternalError for anything else."""
+    for cls in type(exc).__mro__:
+        if isinstance(cls, type) and issubclass(cls, TursiError):
+            return cls
+    return InternalError
+
+
+def problem_for(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, TursiError):
+        return exc.to_problem()
+    return InternalError(f"internal error: {type(exc).__name__}", hint="see the tursid log").to_problem()

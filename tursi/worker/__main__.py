@@ -1,0 +1,39 @@
+"""Worker entry: ``python -m tursi.worker --name N --artifact DIR --host H --port P``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from tursi.worker.app import WorkerState, build_app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tursi-worker")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--model-ref", required=True)
+    parser.add_argument("--artifact", required=True, type=Path)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    manifest = json.loads((args.artifact / "manifest.json").read_text(encoding="utf-8"))
+    state = WorkerState(
+        name=args.name, model_ref=args.model_ref, artifact=args.artifact, manifest=manifest, threads=args.threads
+    )
+    logging.getLogger(__name__).info(
+        "worker pid=%d name=%s serving on http://%s:%d", os.getpid(), args.name, args.host, args.port
+    )
+    web.run_app(build_app(state), host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=5.0)
+    return 0 if state.load_error is None else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
