@@ -135,6 +135,7 @@ def _pick_port(daemon: Daemon, wanted: Any, host: str) -> int:
 def _bind_probe(host: str, port: int) -> int:
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the worker binds the same way
             s.bind((host, port))
             return int(s.getsockname()[1])
     except OSError as e:

