@@ -99,9 +99,11 @@ def test_second_up_reuses_the_artifact_and_names_conflict(env: Env, tiny_up: dic
     names = sorted(d["name"] for d in env.ps())
     assert names == ["tiny", "tiny2"]
     dup = env.cli("up", str(tiny_bert), "--name", "tiny")
-    assert dup.returncode == 73 and "already in use" in dup.stderr
+    assert dup.returncode == 73
+    assert "already in use" in dup.stderr
     clash = env.cli("up", str(tiny_bert), "--port", str(tiny_up["port"]))
-    assert clash.returncode == 73 and f"port {tiny_up['port']}" in clash.stderr
+    assert clash.returncode == 73
+    assert f"port {tiny_up['port']}" in clash.stderr
     assert len(env.ps()) == 2
 
 
@@ -109,10 +111,14 @@ def test_ps_logs_stats_show_the_deployment(env: Env, tiny_up: dict[str, Any]) ->
     embed(tiny_up["endpoint"], ["count me"])
     table = env.cli("ps", check=True).stdout.splitlines()
     assert table[0].split()[:4] == ["NAME", "MODEL", "FORMAT", "QUANT"]
-    assert table[1].split()[0] == "tiny" and "Up" in table[1] and "int8-dynamic" in table[1]
+    assert table[1].split()[0] == "tiny"
+    assert "Up" in table[1]
+    assert "int8-dynamic" in table[1]
     assert tiny_up["mem_bytes"] > 10 * 2**20
     logs = env.cli("logs", "tiny", check=True).stdout
-    assert "[tursid] started" in logs and "model loaded" in logs and "[tursid] ready" in logs
+    assert "[tursid] started" in logs
+    assert "model loaded" in logs
+    assert "[tursid] ready" in logs
     assert env.cli("logs", "--tail", "1", check=True).stdout.count("\n") == 1  # the only deployment by default
 
     def sampled() -> dict[str, Any] | None:
@@ -122,10 +128,14 @@ def test_ps_logs_stats_show_the_deployment(env: Env, tiny_up: dict[str, Any]) ->
 
     snap = wait_for(sampled, timeout=20, interval=0.3)
     (row,) = snap["deployments"]
-    assert row["pid"] == tiny_up["pid"] and row["mem_bytes"] > 0 and row["mem_limit_bytes"] > row["mem_bytes"]
-    assert snap["system"]["mem_total_bytes"] > 0 and len(snap["system"]["load"]) == 3
+    assert row["pid"] == tiny_up["pid"]
+    assert row["mem_bytes"] > 0
+    assert row["mem_limit_bytes"] > row["mem_bytes"]
+    assert snap["system"]["mem_total_bytes"] > 0
+    assert len(snap["system"]["load"]) == 3
     text = env.cli("stats", "--no-stream", check=True).stdout
-    assert text.splitlines()[0].split()[:3] == ["NAME", "PID", "CPU"] and "SYSTEM" in text
+    assert text.splitlines()[0].split()[:3] == ["NAME", "PID", "CPU"]
+    assert "SYSTEM" in text
 
 
 def test_inspect_shows_plan_reasons_and_quality(env: Env, tiny_up: dict[str, Any]) -> None:
@@ -175,7 +185,8 @@ def test_tursid_sigkill_then_restart_tells_the_truth(
     with sqlite3.connect(env.home / "state.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     deps = {d["name"]: d for d in env.ps("-a")}
-    assert deps["tiny"]["status"] == "running" and deps["tiny"]["pid"] == tiny_up["pid"]  # re-adopted
+    assert deps["tiny"]["status"] == "running"
+    assert deps["tiny"]["pid"] == tiny_up["pid"]
     assert deps["doomed"]["status"] == "exited"
     assert embed(tiny_up["endpoint"], ["still here"]).shape == (1, 32)
     # an adopted worker can still be stopped, and its port is freed
@@ -206,4 +217,5 @@ def test_sigterm_stops_workers_gracefully(env: Env, daemon: DaemonProc, tiny_up:
     assert port_is_free(tiny_up["port"])
     DaemonProc(env).start()
     (dep,) = env.ps("-a")
-    assert dep["status"] == "exited" and dep["reason"] == "tursid stopped"
+    assert dep["status"] == "exited"
+    assert dep["reason"] == "tursid stopped"

@@ -73,6 +73,7 @@ def test_digest_is_stable_and_follows_content(tmp_path: Path) -> None:
     d = _folder(tmp_path, ["BertModel"])
     first = resolve(str(d)).digest()
     assert first == resolve(str(d)).digest()
-    assert first.startswith("sha256:") and len(first) == 7 + 64
+    assert first.startswith("sha256:")
+    assert len(first) == 7 + 64
     (d / "model.safetensors").write_bytes(b"\1" * 16)
     assert resolve(str(d)).digest() != first
