@@ -44,6 +44,11 @@ class ModelRef:
     task: str  # embeddings | chat | ...
     display: str  # short name for ps
 
+    def size_bytes(self) -> int:
+        if self.path.is_file():
+            return self.path.stat().st_size
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
     def digest(self) -> str:
         """sha256 over the files that define the model (names, sizes and contents)."""
         h = hashlib.sha256()

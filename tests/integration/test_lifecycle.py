@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import DaemonProc, Env, wait_for
+from tests.conftest import CLI, DaemonProc, Env, wait_for
 
 
 def free_port() -> int:
@@ -133,6 +134,14 @@ def test_ps_logs_stats_show_the_deployment(env: Env, tiny_up: dict[str, Any]) ->
     assert row["mem_limit_bytes"] > row["mem_bytes"]
     assert snap["system"]["mem_total_bytes"] > 0
     assert len(snap["system"]["load"]) == 3
+    streaming = subprocess.Popen([*CLI, "stats", "--format", "json"], env=env.vars, stdout=subprocess.PIPE, text=True)
+    try:
+        samples = [json.loads(streaming.stdout.readline()) for _ in range(2)]
+    finally:
+        streaming.kill()
+        streaming.wait()
+    assert samples[1]["at"] > samples[0]["at"]  # a new sample each interval, not the same one repeated
+    assert [d["name"] for d in samples[1]["deployments"]] == ["tiny"]
     text = env.cli("stats", "--no-stream", check=True).stdout
     assert text.splitlines()[0].split()[:3] == ["NAME", "PID", "CPU"]
     assert "SYSTEM" in text
@@ -146,14 +155,11 @@ def test_inspect_shows_plan_reasons_and_quality(env: Env, tiny_up: dict[str, Any
     assert manifest["source"]["digest"].startswith("sha256:")
     assert 0.5 < manifest["quality"]["mean"] <= 1.0
     assert "onnxruntime" in manifest["tools"]
+    assert 0 < manifest["size_bytes"] < manifest["source"]["size_bytes"]  # int8 is smaller than the fp32 source
     assert [e["kind"] for e in info["events"]][:3] == ["created", "started", "ready"]
 
 
 def test_logs_follow_streams_until_the_deployment_stops(env: Env, tiny_up: dict[str, Any]) -> None:
-    import subprocess
-
-    from tests.conftest import CLI
-
     follower = subprocess.Popen([*CLI, "logs", "tiny", "-f"], env=env.vars, stdout=subprocess.PIPE, text=True)
     wait_for(lambda: (env.home / "logs" / "tiny.log").stat().st_size > 0)
     os.kill(tiny_up["pid"], signal.SIGKILL)

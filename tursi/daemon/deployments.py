@@ -222,7 +222,12 @@ async def _convert(
         "artifacts_dir": str(daemon.settings.artifacts_dir),
         "plan": plan.to_dict(),
         "manifest": {
-            "source": {"reference": ref.reference, "path": str(ref.path), "digest": digest},
+            "source": {
+                "reference": ref.reference,
+                "path": str(ref.path),
+                "digest": digest,
+                "size_bytes": ref.size_bytes(),
+            },
             "plan": plan.to_dict(),
             "tools": versions,
         },

@@ -68,8 +68,8 @@ class Sampler:
             if not dep.pid:
                 continue
             live.add(dep.pid)
-            proc = self._procs.get(dep.pid) or self._procs.setdefault(dep.pid, psutil.Process(dep.pid))
             try:
+                proc = self._procs.get(dep.pid) or self._procs.setdefault(dep.pid, psutil.Process(dep.pid))
                 with proc.oneshot():
                     cpu = proc.cpu_percent(None)
                     rss = proc.memory_info().rss

@@ -52,11 +52,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     last = 0.0
     while True:
-        snap = (
-            await sampler.wait_next(last)
-            if sampler.latest and sampler.latest["at"] <= last
-            else (sampler.latest or await sampler.wait_next(0.0))
-        )
+        snap = await sampler.wait_next(last)
         last = snap["at"]
         try:
             await resp.write((json.dumps(snap) + "\n").encode())
