@@ -53,7 +53,7 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Env:
+def env(tmp_path: Path) -> Iterator[Env]:
     home = tmp_path / "home"
     vars_ = {k: v for k, v in os.environ.items() if not k.startswith("TURSI_")}
     vars_.update(
@@ -65,7 +65,28 @@ def env(tmp_path: Path) -> Env:
             "HF_HUB_OFFLINE": "1",
         }
     )
-    return Env(home, vars_)
+    e = Env(home, vars_)
+    yield e
+    # whatever the test left running in this home: daemons (by their lock file), then workers
+    lock = home / "tursid.lock"
+    pid = lock.read_text().strip() if lock.exists() else ""
+    if pid.isdigit() and _is_tursid(int(pid)):
+        os.kill(int(pid), signal.SIGTERM)
+        wait_for(lambda: not _is_tursid(int(pid)), timeout=30)
+    for worker in _deployments_from_db(home):
+        try:
+            os.kill(worker, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _is_tursid(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return b"tursi.daemon" in cmdline and state != "Z"
 
 
 class DaemonProc:
@@ -103,14 +124,7 @@ class DaemonProc:
 def daemon(env: Env) -> Iterator[DaemonProc]:
     d = DaemonProc(env).start()
     yield d
-    d.terminate()
-    # kill any worker a test left behind (after a tursid SIGKILL, say)
-    for dep in _deployments_from_db(env.home):
-        if dep:
-            try:
-                os.kill(dep, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    d.terminate()  # the env fixture then stops any other daemon or worker left in this home
 
 
 def _deployments_from_db(home: Path) -> list[int]:
