@@ -49,10 +49,7 @@ def run(spec: dict[str, Any], out: Any) -> int:
 
     try:
         os.chdir(staging)  # the quantizer leaves temp files in its working directory
-        plan = spec["plan"]
-        if plan["format"] != "onnx":
-            raise ValueError(f"no converter for format {plan['format']}")
-        fields = convert_encoder(Path(spec["source"]), staging, plan, progress)
+        fields = _dispatch(spec["plan"], Path(spec["source"]), staging, progress)
         progress("publish", "writing manifest and moving the artifact into the cache")
         manifest = {
             **spec["manifest"],
@@ -77,6 +74,26 @@ def run(spec: dict[str, Any], out: Any) -> int:
         if staging.exists():
             os.chdir(artifacts_dir)
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _dispatch(plan: dict[str, Any], source: Path, out: Path, progress: Any) -> dict[str, Any]:
+    converter = plan["converter"]
+    if converter == "hf-onnx-int8":
+        return convert_encoder(source, out, plan, progress)
+    if converter == "gguf-import":
+        from converters.gguf import import_file
+
+        progress("publish", f"importing {source.name} as is")
+        return import_file(source, out)
+    if converter == "gguf-quantize":
+        from converters.gguf import requantize
+
+        return requantize(source, out, plan, progress)
+    if converter == "hf-gguf":
+        from converters.hf_gguf import convert as convert_llm
+
+        return convert_llm(source, out, plan, progress)
+    raise ValueError(f"no converter named {converter}")
 
 
 def main(argv: list[str]) -> int:

@@ -24,10 +24,25 @@ class EmbeddingRuntime(Protocol):
         ...
 
 
-def load_runtime(artifact_dir: Path, manifest: dict[str, Any], threads: int) -> EmbeddingRuntime:
-    runtime = manifest.get("plan", {}).get("runtime")
+DEFAULT_CTX = 4096
+
+
+def load_runtime(artifact_dir: Path, manifest: dict[str, Any], threads: int, ctx_size: int = 0) -> Any:
+    plan = manifest.get("plan", {})
+    runtime = plan.get("runtime")
     if runtime == "onnxruntime":
         from runtimes.onnx_embed import OnnxEmbedder
 
         return OnnxEmbedder.load(artifact_dir, threads=threads)
+    if runtime == "llama":
+        from runtimes.llama_runtime import LlamaRuntime
+        from tursi.gguf_header import read_header
+
+        model_file = artifact_dir / manifest["files"]["model"]
+        if not ctx_size:
+            info = read_header(model_file)
+            trained = info.metadata.get(f"{info.architecture}.context_length")
+            ctx_size = min(DEFAULT_CTX, int(trained)) if isinstance(trained, int) and trained > 0 else DEFAULT_CTX
+        embedding = plan.get("task") == "embeddings"
+        return LlamaRuntime.load(model_file, threads=threads, n_ctx=ctx_size, embedding=embedding)
     raise ValueError(f"unknown runtime {runtime!r} in manifest")

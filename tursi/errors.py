@@ -21,6 +21,10 @@ class TursiError(Exception):
         self.hint = hint
         self.extra = extra
 
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP headers this error's response carries."""
+        return {}
+
     def to_problem(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": f"https://tursi.dev/errors/{self.code}",
@@ -125,6 +129,27 @@ class NotReady(TursiError):
     title = "Model not loaded yet"
     http_status = 503
     exit_code = 75
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+    title = "Prompt longer than the context"
+
+
+class UnsupportedTask(InvalidRequest):
+    code = "unsupported_task"
+    title = "This model does not do that"
+    http_status = 404
+
+
+class ServerBusy(TursiError):
+    code = "server_busy"
+    title = "Too many queued requests"
+    http_status = 503
+    exit_code = 75
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.extra.get("retry_after", 1))}
 
 
 class InternalError(TursiError):

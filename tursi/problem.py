@@ -30,7 +30,7 @@ async def problem_middleware(
     try:
         return await handler(request)
     except TursiError as e:
-        return problem_response(e)
+        return problem_response(e, headers=e.headers() or None)
     except web.HTTPException as e:
         if e.status < 400:
             raise

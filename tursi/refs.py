@@ -102,7 +102,7 @@ def _from_path(reference: str, path: Path, *, display: str) -> ModelRef:
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".gguf":
-            return ModelRef(reference, "gguf", path, "chat", display.removesuffix(".gguf"))
+            return ModelRef(reference, "gguf", path, "chat", _gguf_display(display))
         if suffix == ".onnx":
             raise NotSupported("serving a bare .onnx file is not implemented yet; give the HF folder it came from")
         if suffix in PICKLE_SUFFIXES:
@@ -125,9 +125,11 @@ def _task_of_folder(path: Path) -> str:
         raise InvalidRequest(f"{config} is not valid JSON: {e}") from e
     if any(a in ENCODER_ARCHS for a in archs):
         return "embeddings"
+    if any(a.endswith("ForCausalLM") for a in archs):
+        return "chat"
     raise NotSupported(
         f"architecture {archs or '(none)'} is not supported yet: Tursi serves sentence-embedding encoders "
-        f"({', '.join(ENCODER_ARCHS)}) today"
+        f"({', '.join(ENCODER_ARCHS)}) and causal LMs (*ForCausalLM)"
     )
 
 
@@ -146,3 +148,10 @@ def _from_hub(repo_id: str) -> ModelRef:
                 hint="download it on a connected machine, or set HF_ENDPOINT to a mirror",
             ) from e
     return _from_path(repo_id, Path(folder), display=repo_id.split("/")[-1].lower())
+
+
+def _gguf_display(name: str) -> str:
+    """smollm2 stays smollm2; SmolLM2-135M-Instruct.Q4_1.gguf becomes smollm2-135m-instruct."""
+    stem = name.removesuffix(".gguf")
+    stem = re.sub(r"[.-](q\d\w*|f16|bf16|f32)$", "", stem, flags=re.IGNORECASE)
+    return stem.lower()

@@ -21,27 +21,47 @@ from tursi.client import problem_to_error
     type=click.Choice(["dynamic", "static"]),
     default="dynamic",
     show_default=True,
-    help="int8 quantization scheme (static: not implemented yet).",
+    help="dynamic, or static (calibrated int8 / importance matrix: not implemented yet).",
 )
 @click.option(
     "--bits",
     type=click.Choice(["4", "8"]),
-    default="8",
-    show_default=True,
-    help="Weight bits (4: not implemented yet).",
+    help="Weight bits. Default: 8 for encoders (ONNX int8), 4 for LLMs (GGUF Q4_K_M on x86, Q4_0 on ARM); "
+    "a quantized .gguf is served as is unless --bits is given. 4-bit encoders: not implemented yet.",
+)
+@click.option("--threads", type=click.IntRange(1, 1024), help="Inference threads (default: physical cores).")
+@click.option(
+    "--ctx-size", type=click.IntRange(16, 1 << 20), help="LLM context in tokens (default: min(4096, trained)."
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(0, 4096),
+    help="Requests that may wait for the model (default 32); more get 503 with Retry-After.",
 )
 @pass_cli
 def up_cmd(
-    cli: CliContext, model: str, name: str | None, port: int | None, host: str, quantization: str, bits: str
+    cli: CliContext,
+    model: str,
+    name: str | None,
+    port: int | None,
+    host: str,
+    quantization: str,
+    bits: str | None,
+    threads: int | None,
+    ctx_size: int | None,
+    max_queue: int | None,
 ) -> None:
-    """Deploy MODEL: an alias (minilm), a Hugging Face folder, a .gguf file or a hub id."""
+    """Deploy MODEL: an alias (minilm, smollm2), a Hugging Face folder, a .gguf file or a hub id."""
     body: dict[str, Any] = {
         "model": model,
         "name": name,
         "port": port,
         "host": host,
         "quantization": quantization,
-        "bits": int(bits),
+        "bits": int(bits) if bits else None,
+        "threads": threads,
+        "ctx_size": ctx_size,
+        "max_queue": max_queue,
     }
     progress = render.Progress()
     ok = False

@@ -160,7 +160,7 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
             pass  # the client went away; the deployment carries on
 
     try:
-        dep = await _bring_up(daemon, ref, plan, name, host, port, emit)
+        dep = await _bring_up(daemon, ref, plan, opts, name, host, port, emit)
         await emit({"event": "ready", "deployment": dep.to_dict()})
     except Exception as e:  # streamed as a problem event: the status line is already sent
         if not isinstance(e, TursiError):
@@ -174,7 +174,7 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
 
 
 async def _bring_up(
-    daemon: Daemon, ref: ModelRef, plan: Plan, name: str, host: str, port: int, emit: Any
+    daemon: Daemon, ref: ModelRef, plan: Plan, opts: Options, name: str, host: str, port: int, emit: Any
 ) -> Deployment:
     settings = daemon.settings
     await emit({"event": "status", "message": f"resolved {ref.reference} -> {ref.path}"})
@@ -203,12 +203,19 @@ async def _bring_up(
         port=port,
         status="created",
         created_at=time.time(),
+        options={
+            "threads": opts.threads or psutil.cpu_count(logical=False) or 0,
+            "ctx_size": opts.ctx_size,
+            "max_queue": opts.max_queue,
+            "bits": opts.bits,
+            "quantization_scheme": opts.quantization,
+        },
     )
     daemon.store.add_deployment(dep)
     log_path(settings.logs_dir, name).unlink(missing_ok=True)
     daemon.supervisor.lifecycle(name, "created", f"model={ref.reference} artifact={key[:12]}")
     await emit({"event": "status", "message": f"starting worker on {dep.endpoint}"})
-    await daemon.supervisor.start(dep, threads=psutil.cpu_count(logical=False) or 0)
+    await daemon.supervisor.start(dep)
     await daemon.supervisor.wait_ready(dep, settings.ready_timeout_s)
     return daemon.store.get_deployment(name) or dep
 

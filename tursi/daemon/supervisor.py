@@ -62,8 +62,9 @@ class Supervisor:
         with log_path(self.logs_dir, name).open("a", encoding="utf-8") as fh:
             fh.write(f"{stamp} [tursid] {kind}{': ' + detail if detail else ''}\n")
 
-    async def start(self, dep: Deployment, threads: int = 0) -> None:
+    async def start(self, dep: Deployment) -> None:
         logfile = log_path(self.logs_dir, dep.name).open("ab")
+        opts = dep.options
         cmd = [
             sys.executable,
             "-m",
@@ -79,7 +80,11 @@ class Supervisor:
             "--port",
             str(dep.port),
             "--threads",
-            str(threads),
+            str(opts.get("threads") or 0),
+            "--ctx-size",
+            str(opts.get("ctx_size") or 0),
+            "--max-queue",
+            str(opts.get("max_queue", 32)),
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tursi.worker.app import WorkerState, build_app
+from tursi.worker.app import build_app
+from tursi.worker.state import WorkerState
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,11 +23,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--ctx-size", type=int, default=0)
+    parser.add_argument("--max-queue", type=int, default=32)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     manifest = json.loads((args.artifact / "manifest.json").read_text(encoding="utf-8"))
     state = WorkerState(
-        name=args.name, model_ref=args.model_ref, artifact=args.artifact, manifest=manifest, threads=args.threads
+        name=args.name,
+        model_ref=args.model_ref,
+        artifact=args.artifact,
+        manifest=manifest,
+        threads=args.threads,
+        ctx_size=args.ctx_size,
+        max_queue=args.max_queue,
     )
     logging.getLogger(__name__).info(
         "worker pid=%d name=%s serving on http://%s:%d", os.getpid(), args.name, args.host, args.port

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 class Metrics:
     requests: Counter[tuple[str, int]] = field(default_factory=Counter)
     tokens: int = 0
+    generated_tokens: int = 0  # counted by the model thread, token by token, even for abandoned requests
     latency_sum_s: float = 0.0
     latency_count: int = 0
 
@@ -23,7 +24,7 @@ class Metrics:
     def total_requests(self) -> int:
         return sum(self.requests.values())
 
-    def render(self, deployment: str) -> str:
+    def render(self, deployment: str, queue_waiting: int = 0) -> str:
         lines = [
             "# HELP tursi_requests_total Inference requests handled, by route and status.",
             "# TYPE tursi_requests_total counter",
@@ -31,13 +32,19 @@ class Metrics:
         for (route, status), n in sorted(self.requests.items()):
             lines.append(f'tursi_requests_total{{deployment="{deployment}",route="{route}",status="{status}"}} {n}')
         lines += [
-            "# HELP tursi_input_tokens_total Input tokens processed.",
-            "# TYPE tursi_input_tokens_total counter",
-            f'tursi_input_tokens_total{{deployment="{deployment}"}} {self.tokens}',
+            "# HELP tursi_tokens_total Tokens processed (embedding inputs, generated completions).",
+            "# TYPE tursi_tokens_total counter",
+            f'tursi_tokens_total{{deployment="{deployment}"}} {self.tokens}',
             "# HELP tursi_request_duration_seconds Time spent serving inference requests.",
             "# TYPE tursi_request_duration_seconds summary",
             f'tursi_request_duration_seconds_sum{{deployment="{deployment}"}} {self.latency_sum_s:.6f}',
             f'tursi_request_duration_seconds_count{{deployment="{deployment}"}} {self.latency_count}',
+            "# HELP tursi_generated_tokens_total Tokens produced by the model.",
+            "# TYPE tursi_generated_tokens_total counter",
+            f'tursi_generated_tokens_total{{deployment="{deployment}"}} {self.generated_tokens}',
+            "# HELP tursi_queue_waiting Requests waiting for the model.",
+            "# TYPE tursi_queue_waiting gauge",
+            f'tursi_queue_waiting{{deployment="{deployment}"}} {queue_waiting}',
         ]
         return "\n".join(lines) + "\n"
 

@@ -1,0 +1,51 @@
+"""GGUF artifacts: import a file as is, or quantize an F16/BF16/F32 GGUF with llama.cpp."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MODEL_FILE = "model.gguf"
+Progress = Callable[[str, str], None]
+
+# llama.cpp's LLAMA_FTYPE_MOSTLY_* values
+FTYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18, "F16": 1}
+
+
+def import_file(source: Path, out: Path) -> dict[str, Any]:
+    """Place the file in the artifact: a hard link when on the same filesystem, else a copy."""
+    dest = out / MODEL_FILE
+    try:
+        os.link(source, dest)
+        how = "hardlink"
+    except OSError:
+        shutil.copyfile(source, dest)
+        how = "copy"
+    return {"files": {"model": MODEL_FILE}, "import": how}
+
+
+def quantize(source: Path, dest: Path, target: str, threads: int = 0) -> float:
+    """llama.cpp quantize through llama-cpp-python; returns seconds taken."""
+    import llama_cpp
+
+    if target not in FTYPES:
+        raise ValueError(f"no llama.cpp file type for {target}")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = FTYPES[target]
+    params.nthread = threads or (os.cpu_count() or 1)
+    t0 = time.monotonic()
+    rc = llama_cpp.llama_model_quantize(str(source).encode(), str(dest).encode(), params)
+    if rc != 0 or not dest.is_file():
+        raise RuntimeError(f"llama.cpp quantize to {target} failed (status {rc})")
+    return time.monotonic() - t0
+
+
+def requantize(source: Path, out: Path, plan: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    target = plan["params"]["target"]
+    progress("quantize", f"quantizing {source.name} to {target} with llama.cpp")
+    seconds = quantize(source, out / MODEL_FILE, target)
+    return {"files": {"model": MODEL_FILE}, "quantize_s": round(seconds, 2)}

@@ -1,0 +1,79 @@
+"""Check that the loaded llama.cpp build uses only instructions this CPU has.
+
+A build made elsewhere (or with -march=native on another machine) dies with SIGILL on the first
+prompt; this turns that into a clear error before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from pathlib import Path
+
+# llama.cpp system-info feature -> the /proc/cpuinfo flag that must be present
+X86_FLAGS = {
+    "SSE3": "pni",
+    "SSSE3": "ssse3",
+    "AVX": "avx",
+    "AVX2": "avx2",
+    "F16C": "f16c",
+    "FMA": "fma",
+    "BMI2": "bmi2",
+    "AVX_VNNI": "avx_vnni",
+    "AVX512": "avx512f",
+    "AVX512_VBMI": "avx512vbmi",
+    "AVX512_VNNI": "avx512_vnni",
+    "AVX512_BF16": "avx512_bf16",
+    "AMX_INT8": "amx_int8",
+}
+ARM_FLAGS = {
+    "NEON": "asimd",
+    "ARM_FMA": "asimd",
+    "DOTPROD": "asimddp",
+    "MATMUL_INT8": "i8mm",
+    "SVE": "sve",
+    "SME": "sme",
+    "FP16_VA": "asimdhp",
+}
+
+
+class LlamaBuildMismatch(RuntimeError):
+    pass
+
+
+def build_features(system_info: str) -> set[str]:
+    """Features llama.cpp reports as compiled in (``NAME = 1``)."""
+    return {m.group(1) for m in re.finditer(r"\b([A-Z0-9_]+) = 1\b", system_info)}
+
+
+def cpu_flags(cpuinfo: str) -> set[str]:
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return flags
+
+
+def missing_instructions(system_info: str, cpuinfo: str, machine: str) -> list[str]:
+    table = X86_FLAGS if machine in ("x86_64", "AMD64", "i686") else ARM_FLAGS
+    have = cpu_flags(cpuinfo)
+    if not have:
+        return []  # nothing to compare with (no /proc/cpuinfo flags): do not guess
+    return sorted(f for f in build_features(system_info) if f in table and table[f] not in have)
+
+
+def check_llama_build(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> None:
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+    try:
+        cpuinfo = cpuinfo_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    missing = missing_instructions(info, cpuinfo, platform.machine())
+    if missing:
+        raise LlamaBuildMismatch(
+            f"the installed llama.cpp build uses {', '.join(missing)}, which this CPU lacks; "
+            "rebuild it here with platform/install-llama-cpp.sh"
+        )

@@ -1,0 +1,211 @@
+"""OpenAI chat/completions routes on a llama.cpp runtime: JSON or SSE, one generation at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from runtimes.llama_runtime import Chunk
+from runtimes.llama_runtime import ContextLengthExceeded as RuntimeContextExceeded
+from tursi.errors import ContextLengthExceeded, TursiError
+from tursi.problem import read_json
+from tursi.worker.openai_params import GenerationRequest, parse_generation, parse_messages, parse_prompt
+from tursi.worker.state import STATE, WorkerState, check_model, require_task
+
+routes = web.RouteTableDef()
+_END = object()
+
+
+@routes.post("/v1/chat/completions")
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, chat=True)
+
+
+@routes.post("/v1/completions")
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, chat=False)
+
+
+async def _serve(request: web.Request, chat: bool) -> web.StreamResponse:
+    st = request.app[STATE]
+    route = "/v1/chat/completions" if chat else "/v1/completions"
+    started = time.perf_counter()
+    status, tokens = 500, 0
+    try:
+        runtime = require_task(st, "chat")
+        body = await read_json(request)
+        check_model(st, body)
+        gen = parse_generation(body)
+        loop = asyncio.get_running_loop()
+        if chat:
+            messages = parse_messages(body)
+            prompt = await loop.run_in_executor(None, runtime.chat_prompt, messages)
+        else:
+            prompt = await loop.run_in_executor(None, runtime.tokenize_prompt, parse_prompt(body))
+        _check_context(runtime, prompt, gen)
+        async with st.gate.slot():
+            resp, tokens = await _run(request, st, prompt, gen, chat)
+        status = resp.status
+        return resp
+    except TursiError as e:
+        status = e.http_status
+        raise
+    finally:
+        st.metrics.observe(route, status, time.perf_counter() - started, tokens)
+
+
+def _check_context(runtime: Any, prompt: list[int], gen: GenerationRequest) -> None:
+    try:
+        runtime.check_context(prompt, gen.sampling.max_tokens)
+    except RuntimeContextExceeded as e:
+        raise ContextLengthExceeded(
+            str(e), prompt_tokens=e.prompt_tokens, max_tokens=e.max_tokens, n_ctx=e.n_ctx
+        ) from None
+
+
+def _producer(
+    st: WorkerState,
+    prompt: list[int],
+    gen: GenerationRequest,
+    loop: asyncio.AbstractEventLoop,
+    queue: asyncio.Queue[Any],
+    gone: Callable[[], bool],
+) -> None:
+    """Runs in the model thread: pushes chunks to the event loop, stops when the client is gone."""
+    try:
+        for chunk in st.runtime.generate(prompt, gen.sampling):
+            st.metrics.generated_tokens += 1
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            if gone():
+                break
+    except Exception as e:  # handed to the request handler, which maps it
+        loop.call_soon_threadsafe(queue.put_nowait, e)
+    finally:
+        loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+
+async def _run(
+    request: web.Request, st: WorkerState, prompt: list[int], gen: GenerationRequest, chat: bool
+) -> tuple[web.StreamResponse, int]:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    transport = request.transport
+
+    def gone() -> bool:
+        return transport is None or transport.is_closing()
+
+    job = loop.run_in_executor(st.executor, _producer, st, prompt, gen, loop, queue, gone)
+    try:
+        writer = _Writer(request, st, chat, gen, len(prompt))
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, Exception):
+                raise item
+            if not await writer.add(item):
+                break  # the client went away: the producer sees it and stops llama.cpp
+        resp = await writer.finish()
+        return resp, writer.completion_tokens
+    finally:
+        await job
+
+
+class _Writer:
+    """Collects chunks into one JSON answer, or streams them as SSE once the first one is in."""
+
+    def __init__(
+        self, request: web.Request, st: WorkerState, chat: bool, gen: GenerationRequest, prompt_tokens: int
+    ) -> None:
+        self.request, self.st, self.chat, self.gen = request, st, chat, gen
+        self.prompt_tokens = prompt_tokens
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+        self.text: list[str] = []
+        self.finish_reason: str | None = None
+        self.resp: web.StreamResponse | None = None
+        self.completion_tokens = 0
+
+    async def add(self, chunk: Chunk) -> bool:
+        self.text.append(chunk.text)
+        self.finish_reason = chunk.finish_reason or self.finish_reason
+        if chunk.text:
+            self.completion_tokens += 1
+        if not self.gen.stream:
+            return not _closing(self.request)
+        try:
+            if self.resp is None:
+                await self._start_stream()
+            if chunk.text:
+                await self._send(self._chunk({"content": chunk.text} if self.chat else chunk.text, None))
+            return True
+        except ConnectionResetError:
+            return False
+
+    async def _start_stream(self) -> None:
+        self.resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await self.resp.prepare(self.request)
+        if self.chat:
+            await self._send(self._chunk({"role": "assistant", "content": ""}, None))
+
+    async def _send(self, payload: Any) -> None:
+        data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+        assert self.resp is not None  # noqa: S101 - set by _start_stream
+        await self.resp.write(f"data: {data}\n\n".encode())
+
+    def _chunk(self, delta: Any, finish: str | None) -> dict[str, Any]:
+        if self.chat:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            obj = "chat.completion.chunk"
+        else:
+            choice = {"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}
+            obj = "text_completion"
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.st.name, "choices": [choice]}
+
+    def usage(self) -> dict[str, int]:
+        completion = self.st.runtime.count_tokens("".join(self.text))
+        self.completion_tokens = completion
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+        }
+
+    async def finish(self) -> web.StreamResponse:
+        finish = self.finish_reason or "stop"
+        if not self.gen.stream:
+            text = "".join(self.text)
+            choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": finish}
+            if self.chat:
+                choice["message"] = {"role": "assistant", "content": text}
+            else:
+                choice["text"] = text
+            body = {
+                "id": self.id,
+                "object": "chat.completion" if self.chat else "text_completion",
+                "created": self.created,
+                "model": self.st.name,
+                "choices": [choice],
+                "usage": self.usage(),
+            }
+            return web.json_response(body)
+        try:
+            if self.resp is None:
+                await self._start_stream()
+            await self._send(self._chunk({} if self.chat else "", finish))
+            if self.gen.include_usage:
+                await self._send({**self._chunk({}, None), "choices": [], "usage": self.usage()})
+            await self._send("[DONE]")
+            assert self.resp is not None  # noqa: S101
+            await self.resp.write_eof()
+        except ConnectionResetError:
+            pass
+        assert self.resp is not None  # noqa: S101
+        return self.resp
+
+
+def _closing(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
