@@ -37,7 +37,7 @@ def test_missing_alias_package_says_how_to_install(alias: str, dist: str) -> Non
     ("archs", "weights", "error"),
     [
         (["BertModel"], "pytorch_model.bin", UnsafeModel),
-        (["LlamaForCausalLM"], "model.safetensors", NotSupported),
+        (["T5ForConditionalGeneration"], "model.safetensors", NotSupported),
         (["BertModel"], "weights.txt", InvalidRequest),
     ],
 )
@@ -56,11 +56,19 @@ def test_file_checks(tmp_path: Path, name: str, error: type) -> None:
         resolve(str(f))
 
 
-def test_gguf_file_is_a_chat_model(tmp_path: Path) -> None:
-    f = tmp_path / "Tiny.gguf"
+@pytest.mark.parametrize(
+    ("filename", "display"),
+    [("Tiny.gguf", "tiny"), ("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m-instruct"), ("m-F16.gguf", "m")],
+)
+def test_gguf_file_is_a_chat_model(tmp_path: Path, filename: str, display: str) -> None:
+    f = tmp_path / filename
     f.write_bytes(b"GGUF")
     ref = resolve(str(f))
-    assert (ref.kind, ref.task, ref.display) == ("gguf", "chat", "Tiny")
+    assert (ref.kind, ref.task, ref.display) == ("gguf", "chat", display)
+
+
+def test_causal_lm_folder_is_a_chat_model(tmp_path: Path) -> None:
+    assert resolve(str(_folder(tmp_path, ["Qwen2ForCausalLM"]))).task == "chat"
 
 
 @pytest.mark.parametrize("ref", ["", "   ", "no such thing", "./missing/folder"])
