@@ -128,6 +128,7 @@ class _Writer:
         self.finish_reason: str | None = None
         self.resp: web.StreamResponse | None = None
         self.completion_tokens = 0
+        self._token_frame: tuple[str, str] | None = None
 
     async def add(self, chunk: Chunk) -> bool:
         self.text.append(chunk.text)
@@ -140,10 +141,20 @@ class _Writer:
             if self.resp is None:
                 await self._start_stream()
             if chunk.text:
-                await self._send(self._chunk({"content": chunk.text} if self.chat else chunk.text, None))
+                await self.resp.write(self._token_event(chunk.text))
             return True
         except ConnectionResetError:
             return False
+
+    def _token_event(self, text: str) -> bytes:
+        """One SSE event for a token: only the text is encoded per token, the rest once per request."""
+        if self._token_frame is None:
+            marker = "\x00"
+            frame = json.dumps(self._chunk({"content": marker} if self.chat else marker, None), ensure_ascii=False)
+            head, tail = frame.split(json.dumps(marker), 1)
+            self._token_frame = ("data: " + head, tail + "\n\n")
+        head, tail = self._token_frame
+        return (head + json.dumps(text, ensure_ascii=False) + tail).encode()
 
     async def _start_stream(self) -> None:
         self.resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
