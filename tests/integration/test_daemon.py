@@ -55,7 +55,7 @@ def test_stale_socket_after_sigkill_is_replaced(env: Env, daemon: DaemonProc) ->
         ("POST", "/v1/deployments", b'{"model": "minilm", "quantization": "static"}', 501, "not_supported"),
         ("POST", "/v1/deployments", b'{"model": "minilm", "name": "Bad Name!"}', 400, "invalid_spec"),
         ("POST", "/v1/deployments", b'{"model": "minilm", "port": 70000}', 400, "invalid_spec"),
-        ("POST", "/v1/deployments", b'{"model": "smollm2"}', 501, "not_supported"),
+        ("POST", "/v1/deployments", b'{"model": "smollm2", "bits": 4}', 400, "invalid_spec"),
     ],
 )
 def test_api_errors_are_problem_json(

@@ -81,3 +81,26 @@ def test_quantized_gguf_with_bits_is_refused(env: Env, daemon: DaemonProc) -> No
     assert proc.returncode == 64
     assert "already Q4_1" in proc.stderr
     assert "omit --bits" in proc.stderr
+
+
+def test_hostile_chat_template_is_refused_never_run(
+    env: Env, daemon: DaemonProc, tiny_llama: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    evil = tmp_path / "evil-llama"
+    shutil.copytree(tiny_llama, evil)
+    (evil / "chat_template.jinja").unlink(missing_ok=True)
+    marker = tmp_path / "pwned"
+    template = "{{ cycler.__init__.__globals__.os.system('touch " + str(marker) + "') }}"
+    cfg = json.loads((evil / "tokenizer_config.json").read_text())
+    cfg["chat_template"] = template
+    (evil / "tokenizer_config.json").write_text(json.dumps(cfg))
+    proc = env.cli("up", str(evil), "--name", "evil")
+    assert proc.returncode == 69
+    assert "chat template refused by the sandbox" in proc.stderr
+    assert "Traceback" not in proc.stderr.split("|")[0]
+    assert not marker.exists()  # never executed
+    (dep,) = env.ps("-a")
+    assert dep["status"] == "failed"
+    assert env.client.healthy()
