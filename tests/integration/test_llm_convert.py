@@ -104,3 +104,24 @@ def test_hostile_chat_template_is_refused_never_run(
     (dep,) = env.ps("-a")
     assert dep["status"] == "failed"
     assert env.client.healthy()
+
+
+def test_embedding_gguf_serves_embeddings(env: Env, daemon: DaemonProc, minilm_dir: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from converters.hf_gguf import export_f16
+    from tests.e2e.test_minilm import fp32_reference
+
+    gguf = tmp_path / "minilm-F16.gguf"
+    export_f16(minilm_dir, gguf)
+    dep, _ = up(env, str(gguf), "--name", "mini-gguf")
+    assert (dep["task"], dep["quantization"]) == ("embeddings", "F16")
+    texts = ["The cat sat on the mat.", "Edge devices run models.", "How do I reset my password?"]
+    status, body = post(dep["endpoint"] + "/embeddings", {"input": texts})
+    assert status == 200
+    got = np.array([d["embedding"] for d in body["data"]])
+    ref = fp32_reference(minilm_dir, texts)
+    cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+    assert cos.min() > 0.99
+    status, problem = post(dep["endpoint"] + "/chat/completions", {"messages": [{"role": "user", "content": "x"}]})
+    assert (status, problem["code"]) == (404, "unsupported_task")
