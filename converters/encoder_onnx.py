@@ -74,8 +74,6 @@ def convert(source: Path, out: Path, plan: dict[str, Any], progress: Progress) -
         device="cpu",
     )
     fp32 = work / "fp32" / "model.onnx"
-    progress("quantize", "quantizing weights to int8 (dynamic, per-channel QInt8)")
-    _quantize_dynamic(fp32, out / "model.onnx")
     for name in TOKENIZER_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, out / name)
@@ -83,22 +81,40 @@ def convert(source: Path, out: Path, plan: dict[str, Any], progress: Progress) -
         raise ValueError("the model folder has no tokenizer.json (a fast tokenizer is required)")
     pooling = pooling_config(source)
     (out / "pooling.json").write_text(json.dumps(pooling, indent=2), encoding="utf-8")
-    progress("verify", f"comparing int8 with fp32 on {len(PROBES)} probe sentences")
-    quality = compare(fp32, out / "model.onnx", out, pooling)
+    fields = _guarded_quantize(source, fp32, out, plan, pooling, progress)
     shutil.rmtree(work)
-    return {"files": {"model": "model.onnx", "tokenizer": "tokenizer.json"}, "pooling": pooling, "quality": quality}
+    return {"files": {"model": "model.onnx", "tokenizer": "tokenizer.json"}, "pooling": pooling, **fields}
 
 
-def _quantize_dynamic(src: Path, dst: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def _guarded_quantize(
+    source: Path, fp32: Path, out: Path, plan: dict[str, Any], pooling: dict[str, Any], progress: Progress
+) -> dict[str, Any]:
+    """Quantize, check against fp32, and fall back to the next safer scheme while below the threshold."""
+    from converters.onnx_schemes import FALLBACK, SCHEMES
 
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        extra_options={"MatMulConstBOnly": True},
-    )
+    params = plan.get("params", {})
+    threshold = float(params.get("min_quality", 0.0))
+    scheme: str | None = plan["quantization"]
+    attempts: list[dict[str, Any]] = []
+    while scheme is not None:
+        progress("quantize", f"quantizing: {scheme}")
+        how = SCHEMES[scheme](fp32, out / "model.onnx", params, source)
+        progress("verify", f"{scheme}: comparing with fp32 on {len(PROBES)} probe sentences")
+        quality = compare(fp32, out / "model.onnx", out, pooling)
+        attempts.append({"scheme": scheme, "method": how, "quality": quality})
+        if quality["min"] >= threshold or FALLBACK[scheme] is None:
+            break
+        nxt = FALLBACK[scheme]
+        progress("verify", f"{scheme}: min cosine {quality['min']:.4f} < {threshold}: falling back to {nxt}")
+        scheme = nxt
+    final = attempts[-1]
+    return {
+        "quantization": final["scheme"],
+        "quantization_method": final["method"],
+        "quality": final["quality"],
+        "quality_threshold": threshold,
+        "fallbacks": attempts[:-1],
+    }
 
 
 def compare(reference: Path, candidate: Path, artifact: Path, pooling: dict[str, Any]) -> dict[str, Any]:
@@ -117,6 +133,6 @@ def compare(reference: Path, candidate: Path, artifact: Path, pooling: dict[str,
     return {
         "metric": "cosine_vs_fp32_onnx",
         "probes": len(PROBES),
-        "min": round(float(cos.min()), 4),
-        "mean": round(float(cos.mean()), 4),
+        "min": round(float(cos.min()), 6),
+        "mean": round(float(cos.mean()), 6),
     }

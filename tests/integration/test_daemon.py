@@ -51,8 +51,9 @@ def test_stale_socket_after_sigkill_is_replaced(env: Env, daemon: DaemonProc) ->
         ("POST", "/v1/deployments", b"{}", 400, "invalid_spec"),
         ("POST", "/v1/deployments", b'{"model": "ghost-model"}', 404, "model_not_found"),
         ("POST", "/v1/deployments", b'{"model": "minilm", "bits": 3}', 400, "invalid_spec"),
-        ("POST", "/v1/deployments", b'{"model": "minilm", "bits": 4}', 501, "not_supported"),
-        ("POST", "/v1/deployments", b'{"model": "minilm", "quantization": "static"}', 501, "not_supported"),
+        ("POST", "/v1/deployments", b'{"model": "minilm", "bits": 4, "quantization": "static"}', 501, "not_supported"),
+        ("POST", "/v1/deployments", b'{"model": "minilm", "calibration": "/no/such"}', 400, "invalid_spec"),
+        ("POST", "/v1/deployments", b'{"model": "minilm", "min_quality": 2}', 400, "invalid_spec"),
         ("POST", "/v1/deployments", b'{"model": "minilm", "name": "Bad Name!"}', 400, "invalid_spec"),
         ("POST", "/v1/deployments", b'{"model": "minilm", "port": 70000}', 400, "invalid_spec"),
         ("POST", "/v1/deployments", b'{"model": "smollm2", "bits": 4}', 400, "invalid_spec"),
@@ -80,12 +81,13 @@ def test_api_errors_are_problem_json(
         (["logs", "ghost"], 66, "no deployment named 'ghost'"),
         (["inspect", "ghost"], 66, "no deployment named 'ghost'"),
         (["up", "ghost-model"], 66, "model 'ghost-model' not found"),
-        (["up", "minilm", "--bits", "4"], 64, "not implemented yet"),
-        (["up", "minilm", "--quantization", "static"], 64, "not implemented yet"),
+        (["up", "minilm", "--bits", "4", "--quantization", "static"], 64, "static int4"),
+        (["up", "minilm", "--quantization", "static", "--calibration", "/no/such"], 2, "does not exist"),
         (["up", "minilm", "--name", "UPPER"], 64, "--name must match"),
         (["down"], 64, "there are no deployments"),
         (["down", "x", "--all"], 64, "not both"),
         (["up", "minilm", "--port", "0"], 2, "Invalid value for '--port'"),
+        (["up", "minilm", "--target", "pi9"], 64, "unknown target profile 'pi9'"),
     ],
 )
 def test_cli_maps_errors_to_one_line_and_exit_status(
@@ -133,3 +135,18 @@ def test_version_and_help_work_without_a_daemon(env: Env) -> None:
     help_text = env.cli("--help").stdout
     for command in ("up", "ps", "down", "logs", "stats", "inspect"):
         assert command in help_text
+
+
+def test_system_shows_the_hardware_profile(env: Env, daemon: DaemonProc) -> None:
+    import platform
+
+    from tursi.hardware import detect
+
+    text = env.cli("system", check=True).stdout
+    assert f"Arch     {platform.machine()}" in text
+    expected = detect()
+    assert ("SIMD     " + (", ".join(expected.features) or "none detected")) in text
+    assert "rpi5" in text
+    info = json.loads(env.cli("system", "--format", "json", check=True).stdout)
+    assert info["hardware"]["physical_cores"] == expected.physical_cores
+    assert (env.home / "hardware.json").is_file()  # the probe is cached for this boot

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tursi.errors import InvalidSpec, NotSupported
+from tursi.hardware import HardwareProfile, load_target
 from tursi.plan import Options, make_plan
 from tursi.refs import ModelRef, find_package_dir
 
@@ -13,24 +14,49 @@ SMOLLM = ModelRef(
 )
 HF_LLM = ModelRef("./qwen", "hf_folder", Path("/nonexistent"), "chat", "qwen")
 ENCODER = ModelRef("minilm", "hf_folder", Path("/nonexistent"), "embeddings", "minilm")
+X86 = HardwareProfile("detected", "x86_64", ("avx2", "avx512_vnni", "avx512f"), 2, 1 << 34)
+ARM = HardwareProfile("detected", "aarch64", ("dotprod", "neon"), 4, 1 << 33)
 
 
 @pytest.mark.parametrize(
-    ("ref", "opts", "machine", "converter", "quant"),
+    ("ref", "opts", "hw", "converter", "quant"),
     [
-        (SMOLLM, Options(), "x86_64", "gguf-import", "Q4_1"),  # a quantized file is served as is
-        (HF_LLM, Options(), "x86_64", "hf-gguf", "Q4_K_M"),
-        (HF_LLM, Options(), "aarch64", "hf-gguf", "Q4_0"),  # ARM: Q4_0, repacked for NEON/i8mm
-        (HF_LLM, Options(bits=8), "aarch64", "hf-gguf", "Q8_0"),
-        (HF_LLM, Options(bits=4), "x86_64", "hf-gguf", "Q4_K_M"),
-        (ENCODER, Options(), "x86_64", "hf-onnx-int8", "int8-dynamic"),
-        (ENCODER, Options(bits=8), "aarch64", "hf-onnx-int8", "int8-dynamic"),
+        (SMOLLM, Options(), X86, "gguf-import", "Q4_1"),  # a quantized file is served as is
+        (HF_LLM, Options(), X86, "hf-gguf", "Q4_K_M"),
+        (HF_LLM, Options(), ARM, "hf-gguf", "Q4_0"),  # ARM: Q4_0, repacked for NEON/i8mm
+        (HF_LLM, Options(bits=8), ARM, "hf-gguf", "Q8_0"),
+        (HF_LLM, Options(bits=4), X86, "hf-gguf", "Q4_K_M"),
+        (ENCODER, Options(), X86, "hf-onnx-int8", "int8-dynamic"),
+        (ENCODER, Options(bits=8), ARM, "hf-onnx-int8", "int8-dynamic"),
+        (ENCODER, Options(bits=4), X86, "hf-onnx-int8", "int4"),
+        (ENCODER, Options(quantization="static"), X86, "hf-onnx-int8", "int8-static"),
     ],
 )
-def test_plan_table(ref: ModelRef, opts: Options, machine: str, converter: str, quant: str) -> None:
-    plan = make_plan(ref, opts, machine)
+def test_plan_table(ref: ModelRef, opts: Options, hw: HardwareProfile, converter: str, quant: str) -> None:
+    plan = make_plan(ref, opts, hw)
     assert (plan.converter, plan.quantization) == (converter, quant)
-    assert all(plan.reasons[k] for k in ("format", "quantization", "runtime"))
+    assert all(plan.reasons[k] for k in ("format", "quantization", "runtime", "hardware", "threads"))
+    assert hw.arch in plan.reasons["hardware"]
+
+
+@pytest.mark.parametrize(
+    ("target", "llm_quant", "reduce_range"),
+    [
+        ("rpi4", "Q4_0", False),
+        ("rpi5", "Q4_0", False),
+        ("jetson-orin-nano", "Q4_0", False),
+        ("x86-64-v3", "Q4_K_M", True),  # AVX2 without VNNI: 7-bit weights avoid u8s8 saturation
+        ("x86-64-v4", "Q4_K_M", False),
+    ],
+)
+def test_target_profiles_drive_the_plan(target: str, llm_quant: str, reduce_range: bool) -> None:
+    hw = load_target(target)
+    llm = make_plan(HF_LLM, Options(), hw)
+    assert llm.quantization == llm_quant
+    assert f"target profile {target}" in llm.reasons["hardware"]
+    enc = make_plan(ENCODER, Options(), hw)
+    assert enc.params["reduce_range"] is reduce_range
+    assert ("7-bit" in enc.reasons["quantization"]) is reduce_range
 
 
 @pytest.mark.parametrize(
@@ -38,13 +64,18 @@ def test_plan_table(ref: ModelRef, opts: Options, machine: str, converter: str, 
     [
         (SMOLLM, Options(bits=4), InvalidSpec, "already Q4_1"),
         (HF_LLM, Options(quantization="static"), NotSupported, "importance-matrix"),
-        (ENCODER, Options(bits=4), NotSupported, "MatMulNBits"),
-        (ENCODER, Options(quantization="static"), NotSupported, "static"),
+        (ENCODER, Options(bits=4, quantization="static"), NotSupported, "static int4"),
+        (ENCODER, Options(calibration="/etc/hostname"), InvalidSpec, "only applies to --quantization static"),
     ],
 )
 def test_plan_refusals(ref: ModelRef, opts: Options, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
-        make_plan(ref, opts, "x86_64")
+        make_plan(ref, opts, X86)
+
+
+def test_unknown_target_is_a_clear_error() -> None:
+    with pytest.raises(InvalidSpec, match="unknown target profile 'pi9'"):
+        load_target("pi9")
 
 
 @pytest.mark.parametrize(

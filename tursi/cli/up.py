@@ -21,13 +21,13 @@ from tursi.client import problem_to_error
     type=click.Choice(["dynamic", "static"]),
     default="dynamic",
     show_default=True,
-    help="dynamic, or static (calibrated int8 / importance matrix: not implemented yet).",
+    help="dynamic, or static (encoders: int8 calibrated on --calibration or a bundled set; GGUF: not yet).",
 )
 @click.option(
     "--bits",
     type=click.Choice(["4", "8"]),
     help="Weight bits. Default: 8 for encoders (ONNX int8), 4 for LLMs (GGUF Q4_K_M on x86, Q4_0 on ARM); "
-    "a quantized .gguf is served as is unless --bits is given. 4-bit encoders: not implemented yet.",
+    "a quantized .gguf is served as is unless --bits is given. --bits 4 on an encoder: ONNX int4 MatMulNBits.",
 )
 @click.option("--threads", type=click.IntRange(1, 1024), help="Inference threads (default: physical cores).")
 @click.option(
@@ -37,6 +37,22 @@ from tursi.client import problem_to_error
     "--max-queue",
     type=click.IntRange(0, 4096),
     help="Requests that may wait for the model (default 32); more get 503 with Retry-After.",
+)
+@click.option(
+    "--target",
+    metavar="PROFILE",
+    help="Plan for a target profile (rpi4, rpi5, jetson-orin-nano, x86-64-v3, x86-64-v4) instead of this machine.",
+)
+@click.option(
+    "--min-quality",
+    type=click.FloatRange(0, 1),
+    help="Quality guard: least min cosine (encoders, "
+    "default 0.90) or greedy agreement (LLMs, default 0.50) vs fp32; below it, fall back to a safer scheme.",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+    help="Text file (one sample per line) to calibrate --quantization static.",
 )
 @pass_cli
 def up_cmd(
@@ -50,6 +66,9 @@ def up_cmd(
     threads: int | None,
     ctx_size: int | None,
     max_queue: int | None,
+    target: str | None,
+    min_quality: float | None,
+    calibration: str | None,
 ) -> None:
     """Deploy MODEL: an alias (minilm, smollm2), a Hugging Face folder, a .gguf file or a hub id."""
     body: dict[str, Any] = {
@@ -62,6 +81,9 @@ def up_cmd(
         "threads": threads,
         "ctx_size": ctx_size,
         "max_queue": max_queue,
+        "target": target,
+        "min_quality": min_quality,
+        "calibration": calibration,
     }
     progress = render.Progress()
     ok = False

@@ -17,6 +17,7 @@ from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.lock import InstanceLock
 from tursi.daemon.sampler import Sampler
 from tursi.daemon.supervisor import Supervisor
+from tursi.hardware import detect_cached
 from tursi.problem import problem_middleware
 from tursi.settings import Settings
 from tursi.state import StateStore
@@ -57,6 +58,7 @@ def serve(settings: Settings) -> int:
             store=store,
             supervisor=Supervisor(store, settings.logs_dir, grace_s=settings.stop_grace_s),
             sampler=Sampler(store, interval_s=settings.sample_interval_s),
+            hardware=detect_cached(settings.home),
         )
         sock = settings.socket_path
         sock.unlink(missing_ok=True)  # stale: we hold the lock, so no live daemon owns it

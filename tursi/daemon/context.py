@@ -8,6 +8,7 @@ from aiohttp import web
 
 from tursi.daemon.sampler import Sampler
 from tursi.daemon.supervisor import Supervisor
+from tursi.hardware import HardwareProfile
 from tursi.settings import Settings
 from tursi.state import StateStore
 
@@ -18,6 +19,7 @@ class Daemon:
     store: StateStore
     supervisor: Supervisor
     sampler: Sampler
+    hardware: HardwareProfile
     reserved_names: set[str] = field(default_factory=set)
     reserved_ports: set[int] = field(default_factory=set)
 

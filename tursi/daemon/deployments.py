@@ -17,6 +17,7 @@ from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.conversion import run_conversion
 from tursi.daemon.supervisor import log_path, tail_lines
 from tursi.errors import DeploymentExists, DeploymentNotFound, InvalidSpec, PortInUse, TursiError, problem_for
+from tursi.hardware import load_target
 from tursi.plan import NAME_RE, Options, Plan, make_plan, tool_versions
 from tursi.problem import read_json
 from tursi.refs import ModelRef, resolve
@@ -96,7 +97,8 @@ def _parse_up(daemon: Daemon, body: dict[str, Any]) -> tuple[ModelRef, Options, 
     if not isinstance(host, str):
         raise InvalidSpec("'host' must be an address", param="host")
     ref = resolve(model)
-    plan = make_plan(ref, opts)
+    hw = load_target(opts.target) if opts.target else daemon.hardware
+    plan = make_plan(ref, opts, hw)
     name = _pick_name(daemon, body.get("name"), ref.display)
     port = _pick_port(daemon, body.get("port"), host)
     return ref, opts, plan, name, host, port
@@ -196,7 +198,7 @@ async def _bring_up(
         source=str(ref.path),
         task=plan.task,
         format=plan.format,
-        quantization=plan.quantization,
+        quantization=str(manifest.get("quantization") or plan.quantization),  # after any quality fallback
         artifact_key=key,
         artifact_path=str(artifact),
         host=host,
@@ -204,7 +206,7 @@ async def _bring_up(
         status="created",
         created_at=time.time(),
         options={
-            "threads": opts.threads or psutil.cpu_count(logical=False) or 0,
+            "threads": opts.threads or daemon.hardware.physical_cores,
             "ctx_size": opts.ctx_size,
             "max_queue": opts.max_queue,
             "bits": opts.bits,

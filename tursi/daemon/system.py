@@ -12,6 +12,7 @@ from aiohttp import web
 
 from tursi import __version__
 from tursi.daemon.context import DAEMON
+from tursi.hardware import target_profiles
 
 routes = web.RouteTableDef()
 
@@ -37,6 +38,8 @@ async def system(request: web.Request) -> web.Response:
             "home": str(daemon.settings.home),
             "pid": os.getpid(),
             "schema_version": daemon.store.schema_version,
+            "hardware": daemon.hardware.to_dict(),
+            "target_profiles": sorted(target_profiles()),
         }
     )
 
