@@ -92,7 +92,7 @@ def _hardware_reason(hw: HardwareProfile) -> str:
     return f"{hw.arch} with {hw.simd_summary()} ({where}{extra})"
 
 
-DEFAULT_MIN_QUALITY = {"embeddings": 0.90, "chat": 0.50}
+DEFAULT_MIN_QUALITY = {"embeddings": 0.85, "chat": 0.50}
 
 
 def _plan_encoder(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:

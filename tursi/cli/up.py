@@ -47,7 +47,7 @@ from tursi.client import problem_to_error
     "--min-quality",
     type=click.FloatRange(0, 1),
     help="Quality guard: least min cosine (encoders, "
-    "default 0.90) or greedy agreement (LLMs, default 0.50) vs fp32; below it, fall back to a safer scheme.",
+    "default 0.85) or greedy agreement (LLMs, default 0.50) vs fp32; below it, fall back to a safer scheme.",
 )
 @click.option(
     "--calibration",
