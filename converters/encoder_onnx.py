@@ -26,6 +26,15 @@ PROBES = (
 )
 
 Progress = Callable[[str, str], None]
+OPTIMUM_TASKS = {"embeddings": "feature-extraction", "classification": "text-classification", "fill-mask": "fill-mask"}
+MASKED_PROBES = (
+    "The capital of France is [MASK].",
+    "She poured a cup of [MASK] and sat down.",
+    "The [MASK] barked at the mailman.",
+    "Water boils at one hundred degrees [MASK].",
+    "He plays the [MASK] in a jazz band.",
+    "Edge devices run models close to the [MASK].",
+)
 
 
 def pooling_config(source: Path) -> dict[str, Any]:
@@ -68,7 +77,7 @@ def convert(source: Path, out: Path, plan: dict[str, Any], progress: Progress) -
     main_export(
         str(source),
         output=str(work / "fp32"),
-        task="feature-extraction",
+        task=OPTIMUM_TASKS[plan["task"]],
         library_name="transformers",
         do_validation=False,
         device="cpu",
@@ -100,12 +109,14 @@ def _guarded_quantize(
         progress("quantize", f"quantizing: {scheme}")
         how = SCHEMES[scheme](fp32, out / "model.onnx", params, source)
         progress("verify", f"{scheme}: comparing with fp32 on {len(PROBES)} probe sentences")
-        quality = compare(fp32, out / "model.onnx", out, pooling)
+        quality = compare(fp32, out / "model.onnx", out, plan["task"])
         attempts.append({"scheme": scheme, "method": how, "quality": quality})
-        if quality["min"] >= threshold or FALLBACK[scheme] is None:
+        if quality["score"] >= threshold or FALLBACK[scheme] is None:
             break
         nxt = FALLBACK[scheme]
-        progress("verify", f"{scheme}: min cosine {quality['min']:.4f} < {threshold}: falling back to {nxt}")
+        progress(
+            "verify", f"{scheme}: {quality['score_name']} {quality['score']:.4f} < {threshold}: falling back to {nxt}"
+        )
         scheme = nxt
     final = attempts[-1]
     return {
@@ -117,22 +128,68 @@ def _guarded_quantize(
     }
 
 
-def compare(reference: Path, candidate: Path, artifact: Path, pooling: dict[str, Any]) -> dict[str, Any]:
-    """Cosine similarity of pooled embeddings, candidate vs reference, over PROBES."""
+def compare(reference: Path, candidate: Path, artifact: Path, task: str) -> dict[str, Any]:
+    """Quality of candidate vs the fp32 reference on fixed probes; ``score`` is what the guard checks."""
+    if task == "classification":
+        return _compare_classification(reference, candidate, artifact)
+    if task == "fill-mask":
+        return _compare_fill_mask(reference, candidate, artifact)
+    return _compare_embeddings(reference, candidate, artifact)
+
+
+def _compare_embeddings(reference: Path, candidate: Path, artifact: Path) -> dict[str, Any]:
     import numpy as np
 
     from runtimes.onnx_embed import OnnxEmbedder
 
-    ref = OnnxEmbedder.load(artifact, model_file=reference, threads=1)
-    cand = OnnxEmbedder.load(artifact, model_file=candidate, threads=1)
-    a, _ = ref.embed(list(PROBES))
-    b, _ = cand.embed(list(PROBES))
+    a, _ = OnnxEmbedder.load(artifact, model_file=reference, threads=1).embed(list(PROBES))
+    b, _ = OnnxEmbedder.load(artifact, model_file=candidate, threads=1).embed(list(PROBES))
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
     cos = (a * b).sum(axis=1)
+    lo = round(float(cos.min()), 6)
     return {
         "metric": "cosine_vs_fp32_onnx",
         "probes": len(PROBES),
-        "min": round(float(cos.min()), 6),
+        "min": lo,
         "mean": round(float(cos.mean()), 6),
+        "score": lo,
+        "score_name": "min cosine",
+    }
+
+
+def _compare_classification(reference: Path, candidate: Path, artifact: Path) -> dict[str, Any]:
+    import numpy as np
+
+    from runtimes.onnx_tasks import OnnxClassifier
+
+    a, _ = OnnxClassifier.load(artifact, model_file=reference, threads=1).probabilities(list(PROBES))
+    b, _ = OnnxClassifier.load(artifact, model_file=candidate, threads=1).probabilities(list(PROBES))
+    agree = round(float((a.argmax(1) == b.argmax(1)).mean()), 6)
+    return {
+        "metric": "label_agreement_vs_fp32_onnx",
+        "probes": len(PROBES),
+        "agreement": agree,
+        "max_probability_delta": round(float(np.abs(a - b).max()), 6),
+        "score": agree,
+        "score_name": "label agreement",
+    }
+
+
+def _compare_fill_mask(reference: Path, candidate: Path, artifact: Path) -> dict[str, Any]:
+    import numpy as np
+
+    from runtimes.onnx_tasks import OnnxFillMask
+
+    ref = OnnxFillMask.load(artifact, model_file=reference, threads=1)
+    probes = [p.replace("[MASK]", ref.mask_token) for p in MASKED_PROBES]
+    a, _ = ref.mask_logits(probes)
+    b, _ = OnnxFillMask.load(artifact, model_file=candidate, threads=1).mask_logits(probes)
+    agree = round(float(np.mean([x.argmax() == y.argmax() for x, y in zip(a, b, strict=True)])), 6)
+    return {
+        "metric": "top1_mask_agreement_vs_fp32_onnx",
+        "probes": len(probes),
+        "agreement": agree,
+        "score": agree,
+        "score_name": "top-1 agreement",
     }

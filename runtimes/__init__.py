@@ -32,8 +32,10 @@ def load_runtime(artifact_dir: Path, manifest: dict[str, Any], threads: int, ctx
     runtime = plan.get("runtime")
     if runtime == "onnxruntime":
         from runtimes.onnx_embed import OnnxEmbedder
+        from runtimes.onnx_tasks import OnnxClassifier, OnnxFillMask
 
-        return OnnxEmbedder.load(artifact_dir, threads=threads)
+        cls = {"classification": OnnxClassifier, "fill-mask": OnnxFillMask}.get(plan.get("task"), OnnxEmbedder)
+        return cls.load(artifact_dir, threads=threads)
     if runtime == "llama":
         from runtimes.llama_runtime import LlamaRuntime
         from tursi.gguf_header import read_header

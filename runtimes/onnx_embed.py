@@ -49,7 +49,8 @@ class OnnxEmbedder:
         finally:
             self.tokenizer.enable_truncation(max_length=int(self.pooling["max_seq_length"]))
 
-    def embed(self, texts: list[str]) -> tuple[Any, int]:
+    def run(self, texts: list[str]) -> tuple[Any, Any, list[Any]]:
+        """(first output, attention mask, encodings) for a batch of texts."""
         import numpy as np
 
         encodings = self.tokenizer.encode_batch(texts)
@@ -58,7 +59,12 @@ class OnnxEmbedder:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        hidden = self.session.run(None, feeds)[0]
+        return self.session.run(None, feeds)[0], mask, encodings
+
+    def embed(self, texts: list[str]) -> tuple[Any, int]:
+        import numpy as np
+
+        hidden, mask, _ = self.run(texts)
         pooled = _pool(hidden, mask, self.pooling["pooling"])
         if self.pooling["normalize"]:
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)

@@ -190,3 +190,42 @@ def smollm2_hf(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> 
     from tests.llm_models import make_smollm2_hf
 
     return make_smollm2_hf(smollm2_gguf, tmp_path_factory.mktemp("smollm2-hf"))
+
+
+def _tiny_task_model(out: Path, minilm_dir: Path, cls_name: str, **config: Any) -> Path:
+    import shutil
+
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        **config,
+    )
+    getattr(transformers, cls_name)(cfg).save_pretrained(out, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy2(minilm_dir / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    labels = {0: "negative", 1: "neutral", 2: "positive"}
+    return _tiny_task_model(
+        tmp_path_factory.mktemp("tiny-classifier"),
+        minilm_dir,
+        "BertForSequenceClassification",
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_fill_mask(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    return _tiny_task_model(tmp_path_factory.mktemp("tiny-fill-mask"), minilm_dir, "BertForMaskedLM")

@@ -92,7 +92,10 @@ def _hardware_reason(hw: HardwareProfile) -> str:
     return f"{hw.arch} with {hw.simd_summary()} ({where}{extra})"
 
 
-DEFAULT_MIN_QUALITY = {"embeddings": 0.85, "chat": 0.50}
+DEFAULT_MIN_QUALITY = {"embeddings": 0.85, "classification": 0.75, "fill-mask": 0.5, "chat": 0.50}
+
+
+GUARD_METRIC = {"embeddings": "min cosine", "classification": "label agreement", "fill-mask": "top-1 agreement"}
 
 
 def _plan_encoder(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:
@@ -107,7 +110,7 @@ def _plan_encoder(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:
     reduce_range = not hw.is_arm and not hw.has_vnni
     kernels = "ARM NEON/dotprod kernels" if hw.is_arm else ("x86 VNNI kernels" if hw.has_vnni else "x86 AVX2 kernels")
     range_why = "7-bit weights (reduce_range) for x86 without VNNI" if reduce_range else "full 8-bit weight range"
-    min_quality = opts.min_quality if opts.min_quality is not None else DEFAULT_MIN_QUALITY["embeddings"]
+    min_quality = opts.min_quality if opts.min_quality is not None else DEFAULT_MIN_QUALITY[ref.task]
     params: dict[str, Any] = {"per_channel": True, "reduce_range": reduce_range, "min_quality": min_quality}
     if opts.bits == 4:
         scheme, why = "int4", "--bits 4: weight-only int4 (MatMulNBits, block 32) with int8 compute"
@@ -132,7 +135,8 @@ def _plan_encoder(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:
         reasons={
             "format": "encoder model: ONNX on onnxruntime serves it without torch",
             "quantization": why,
-            "quality_guard": f"min cosine vs fp32 >= {min_quality} on the probe set, else int4 -> int8 -> fp32",
+            "quality_guard": f"{GUARD_METRIC[ref.task]} vs fp32 >= {min_quality} on the probe set, "
+            "else int4 -> int8 -> fp32",
             "runtime": "onnxruntime CPU execution provider",
         },
         params=params,

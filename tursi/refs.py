@@ -127,9 +127,13 @@ def _task_of_folder(path: Path) -> str:
         return "embeddings"
     if any(a.endswith("ForCausalLM") for a in archs):
         return "chat"
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        return "classification"
+    if any(a.endswith("ForMaskedLM") for a in archs):
+        return "fill-mask"
     raise NotSupported(
         f"architecture {archs or '(none)'} is not supported yet: Tursi serves sentence-embedding encoders "
-        f"({', '.join(ENCODER_ARCHS)}) and causal LMs (*ForCausalLM)"
+        f"({', '.join(ENCODER_ARCHS)}), *ForSequenceClassification, *ForMaskedLM and causal LMs (*ForCausalLM)"
     )
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from tursi.errors import NotReady
 from tursi.problem import problem_middleware
-from tursi.worker import embeddings, generation
+from tursi.worker import embeddings, generation, tasks
 from tursi.worker.state import STATE, WorkerState
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ def build_app(state: WorkerState) -> web.Application:
     app.add_routes(routes)
     app.add_routes(embeddings.routes)
     app.add_routes(generation.routes)
+    app.add_routes(tasks.routes)
 
     async def start_loading(app: web.Application) -> None:
         app[_LOADER] = asyncio.get_running_loop().create_task(_load_runtime(app))
