@@ -27,6 +27,8 @@ class Options:
     target: str | None = None  # a platform/profiles name to plan for instead of this machine
     min_quality: float | None = None  # quality guard threshold; None: the default for the model kind
     calibration: str | None = None  # text file for static int8 calibration
+    revision: str | None = None  # hub revision (branch, tag or commit)
+    allow_pickle: bool = False
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Options:
@@ -49,7 +51,13 @@ class Options:
         calibration = body.get("calibration")
         if calibration is not None and (not isinstance(calibration, str) or not Path(calibration).is_file()):
             raise InvalidSpec(f"--calibration {calibration!r} is not a readable file", param="calibration")
-        return cls(quant, bits, threads, ctx, max_queue, target, min_quality, calibration)
+        revision = body.get("revision")
+        if revision is not None and (not isinstance(revision, str) or not re.fullmatch(r"[\w./-]{1,128}", revision)):
+            raise InvalidSpec("--revision must be a branch, tag or commit", param="revision")
+        allow_pickle = body.get("allow_pickle", False)
+        if not isinstance(allow_pickle, bool):
+            raise InvalidSpec("'allow_pickle' must be true or false", param="allow_pickle")
+        return cls(quant, bits, threads, ctx, max_queue, target, min_quality, calibration, revision, allow_pickle)
 
 
 def _count(body: dict[str, Any], name: str, lo: int, hi: int) -> int:

@@ -74,7 +74,9 @@ def find_package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def resolve(reference: str, *, finder: PackageFinder = find_package_dir) -> ModelRef:
+def resolve(
+    reference: str, *, finder: PackageFinder = find_package_dir, revision: str | None = None, allow_pickle: bool = False
+) -> ModelRef:
     if not reference or not reference.strip():
         raise InvalidRequest("a model reference is required (an alias like 'minilm', a folder or a file)")
     reference = reference.strip()
@@ -89,40 +91,51 @@ def resolve(reference: str, *, finder: PackageFinder = find_package_dir) -> Mode
         return _from_path(reference, base / alias.relpath, display=reference.lower())
     path = Path(reference).expanduser()
     if path.exists():
-        return _from_path(reference, path.absolute(), display=path.name)
+        return _from_path(reference, path.absolute(), display=path.name, allow_pickle=allow_pickle)
     if _HUB_ID.match(reference):
-        return _from_hub(reference)
+        from tursi.hub import fetch
+
+        folder = fetch(reference, revision=revision, allow_pickle=allow_pickle)
+        return _from_path(reference, folder, display=reference.split("/")[-1].lower(), allow_pickle=allow_pickle)
     raise ModelNotFound(
         f"model '{reference}' not found: not an alias, a local path or a hub id",
         hint=f"aliases: {', '.join(sorted(ALIASES))}",
     )
 
 
-def _from_path(reference: str, path: Path, *, display: str) -> ModelRef:
+def _from_path(reference: str, path: Path, *, display: str, allow_pickle: bool = False) -> ModelRef:
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".gguf":
             return ModelRef(reference, "gguf", path, "chat", _gguf_display(display))
         if suffix == ".onnx":
             raise NotSupported("serving a bare .onnx file is not implemented yet; give the HF folder it came from")
-        if suffix in PICKLE_SUFFIXES:
+        if suffix in PICKLE_SUFFIXES:  # a bare checkpoint has no config: never servable
             raise UnsafeModel(f"{path.name} is a pickle checkpoint; Tursi loads only safetensors, GGUF or ONNX")
         raise InvalidRequest(f"{path.name}: unknown model file type (expected a folder, .gguf or .onnx)")
-    return ModelRef(reference, "hf_folder", path, _task_of_folder(path), display)
+    return ModelRef(reference, "hf_folder", path, _task_of_folder(path, allow_pickle), display)
 
 
-def _task_of_folder(path: Path) -> str:
+def _task_of_folder(path: Path, allow_pickle: bool = False) -> str:
     config = path / "config.json"
     if not config.is_file():
         raise InvalidRequest(f"{path} has no config.json: not a Hugging Face model folder")
     if not any(path.glob("*.safetensors")):
-        if any(p.suffix in PICKLE_SUFFIXES for p in path.iterdir()):
-            raise UnsafeModel(f"{path} holds only pickle weights; Tursi loads only safetensors, GGUF or ONNX")
-        raise InvalidRequest(f"{path} has no .safetensors weights")
+        pickles = [p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        if pickles and not allow_pickle:
+            raise UnsafeModel(
+                f"{path} holds only pickle weights ({pickles[0].name}); Tursi loads safetensors, GGUF or ONNX",
+                hint="--allow-pickle loads them anyway (pickle can run code: only for sources you trust)",
+            )
+        if not pickles:
+            raise InvalidRequest(f"{path} has no .safetensors weights")
     try:
-        archs = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+        cfg = json.loads(config.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InvalidRequest(f"{config} is not valid JSON: {e}") from e
+    if cfg.get("auto_map"):
+        raise UnsafeModel(f"{path} needs remote code (config.json auto_map), which Tursi never runs")
+    archs = cfg.get("architectures") or []
     if any(a in ENCODER_ARCHS for a in archs):
         return "embeddings"
     if any(a.endswith("ForCausalLM") for a in archs):
@@ -135,23 +148,6 @@ def _task_of_folder(path: Path) -> str:
         f"architecture {archs or '(none)'} is not supported yet: Tursi serves sentence-embedding encoders "
         f"({', '.join(ENCODER_ARCHS)}), *ForSequenceClassification, *ForMaskedLM and causal LMs (*ForCausalLM)"
     )
-
-
-def _from_hub(repo_id: str) -> ModelRef:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    try:
-        folder = snapshot_download(repo_id, local_files_only=True)
-    except LocalEntryNotFoundError:
-        try:
-            folder = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
-        except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
-            raise ModelNotFound(
-                f"{repo_id} is not in the Hugging Face cache and the hub could not be reached ({type(e).__name__})",
-                hint="download it on a connected machine, or set HF_ENDPOINT to a mirror",
-            ) from e
-    return _from_path(repo_id, Path(folder), display=repo_id.split("/")[-1].lower())
 
 
 def _gguf_display(name: str) -> str:

@@ -54,6 +54,8 @@ from tursi.client import problem_to_error
     type=click.Path(exists=True, dir_okay=False, resolve_path=True),
     help="Text file (one sample per line) to calibrate --quantization static.",
 )
+@click.option("--revision", help="Hub revision (branch, tag or commit) for a hub id.")
+@click.option("--allow-pickle", is_flag=True, help="Allow pickle weights (.bin/.pt) for sources you trust.")
 @pass_cli
 def up_cmd(
     cli: CliContext,
@@ -69,6 +71,8 @@ def up_cmd(
     target: str | None,
     min_quality: float | None,
     calibration: str | None,
+    revision: str | None,
+    allow_pickle: bool,
 ) -> None:
     """Deploy MODEL: an alias (minilm, smollm2), a Hugging Face folder, a .gguf file or a hub id."""
     body: dict[str, Any] = {
@@ -84,6 +88,8 @@ def up_cmd(
         "target": target,
         "min_quality": min_quality,
         "calibration": calibration,
+        "revision": revision,
+        "allow_pickle": allow_pickle,
     }
     progress = render.Progress()
     ok = False

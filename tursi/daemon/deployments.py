@@ -96,7 +96,7 @@ def _parse_up(daemon: Daemon, body: dict[str, Any]) -> tuple[ModelRef, Options, 
     host = body.get("host") or "127.0.0.1"
     if not isinstance(host, str):
         raise InvalidSpec("'host' must be an address", param="host")
-    ref = resolve(model)
+    ref = resolve(model, revision=opts.revision, allow_pickle=opts.allow_pickle)
     hw = load_target(opts.target) if opts.target else daemon.hardware
     plan = make_plan(ref, opts, hw)
     name = _pick_name(daemon, body.get("name"), ref.display)
