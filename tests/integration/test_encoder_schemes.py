@@ -72,3 +72,25 @@ def test_quality_guard_falls_back_and_says_so(env: Env, daemon: DaemonProc, tiny
     assert "falling back to fp32" in progress
     assert manifest["quality"]["min"] == pytest.approx(1.0, abs=1e-4)
     assert "fp32" in env.cli("ps", check=True).stdout
+
+
+def test_images_rmi_prune(env: Env, daemon: DaemonProc, tiny_bert: Path) -> None:
+    env.cli("up", str(tiny_bert), "--name", "a", check=True)
+    env.cli("up", str(tiny_bert), "--name", "b", "--bits", "4", "--min-quality", "0", check=True)
+    arts = json.loads(env.cli("images", "--format", "json", check=True).stdout)
+    assert sorted(a["quantization"] for a in arts) == ["int4", "int8-dynamic"]
+    assert all(a["size_bytes"] > 0 for a in arts)
+    table = env.cli("images", check=True).stdout.splitlines()
+    assert table[0].split()[:4] == ["KEY", "SOURCE", "FORMAT", "QUANT"]
+    int4 = next(a for a in arts if a["quantization"] == "int4")
+    assert int4["used_by"] == ["b"]
+    busy = env.cli("rmi", int4["key"][:8])
+    assert busy.returncode == 73
+    assert "used by b" in busy.stderr
+    env.cli("down", "b", check=True)
+    assert env.cli("prune", check=True).stdout.startswith(f"removed {int4['key'][:12]}")
+    left = json.loads(env.cli("images", "--format", "json", check=True).stdout)
+    assert [a["used_by"] for a in left] == [["a"]]
+    assert not (env.home / "artifacts" / int4["key"]).exists()
+    assert env.cli("rmi", "zz").returncode == 64
+    assert env.cli("rmi", "abcdef").returncode == 66

@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from converters.cache import remove_stale_staging
-from tursi.daemon import deployments, system
+from tursi.daemon import artifacts, deployments, system
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.lock import InstanceLock
 from tursi.daemon.sampler import Sampler
@@ -30,6 +30,7 @@ def build_app(daemon: Daemon) -> web.Application:
     app[DAEMON] = daemon
     app.add_routes(system.routes)
     app.add_routes(deployments.routes)
+    app.add_routes(artifacts.routes)
 
     async def on_startup(app: web.Application) -> None:
         removed = remove_stale_staging(daemon.settings.artifacts_dir)
