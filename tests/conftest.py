@@ -147,27 +147,11 @@ def minilm_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
-    """A randomly initialised 2-layer BERT with MiniLM's tokenizer (no sentence-transformers config)."""
-    import shutil
+    """A randomly initialised 2-layer BERT with MiniLM's tokenizer (no sentence-transformers config).
 
-    import torch
-    from transformers import BertConfig, BertModel
-
-    out = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        initializer_range=0.4,  # weights large enough that 4- and 8-bit rounding shows in the outputs
-    )
-    BertModel(config).save_pretrained(out, safe_serialization=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
-        shutil.copy2(minilm_dir / name, out / name)
-    return out
+    Weights are drawn large enough (initializer_range 0.4) that 4- and 8-bit rounding shows in the outputs.
+    """
+    return _tiny_task_model(tmp_path_factory.mktemp("tiny-bert"), minilm_dir, "BertModel", initializer_range=0.4)
 
 
 @pytest.fixture(scope="session")

@@ -90,7 +90,7 @@ def make_plan(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:
         plan = _plan_encoder(ref, opts, hw)
     plan.reasons["hardware"] = _hardware_reason(hw)
     plan.reasons["threads"] = f"{hw.physical_cores} physical cores" if not opts.threads else "--threads"
-    plan.params["target"] = hw.name
+    plan.params["hardware_target"] = hw.name
     return plan
 
 

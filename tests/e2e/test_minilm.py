@@ -65,7 +65,7 @@ def test_minilm_end_to_end(env: Env, daemon: DaemonProc, minilm_dir: Path) -> No
     first = env.cli("up", "minilm", "--port", str(port), check=True)
     cold_s = time.monotonic() - t0
     assert first.stdout.strip() == f"minilm is ready: http://127.0.0.1:{port}/v1"
-    assert "quantizing weights to int8" in first.stderr
+    assert "quantizing: int8-dynamic" in first.stderr
 
     client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
     assert [m.id for m in client.models.list().data] == ["minilm"]

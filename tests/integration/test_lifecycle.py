@@ -156,7 +156,7 @@ def test_inspect_shows_plan_reasons_and_quality(env: Env, tiny_up: dict[str, Any
     assert manifest["plan"]["quantization"] == "int8-dynamic"
     assert manifest["plan"]["reasons"]["quantization"]
     assert "detected on this machine" in manifest["plan"]["reasons"]["hardware"]
-    assert manifest["plan"]["params"]["target"] == "detected"
+    assert manifest["plan"]["params"]["hardware_target"] == "detected"
     assert manifest["source"]["digest"].startswith("sha256:")
     assert 0.5 < manifest["quality"]["mean"] <= 1.0
     assert "onnxruntime" in manifest["tools"]

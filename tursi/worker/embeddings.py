@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from typing import Any
 
 from aiohttp import web
 
-from tursi.errors import InvalidRequest, TursiError
+from tursi.errors import InvalidRequest
 from tursi.problem import read_json
-from tursi.worker.state import STATE, check_model, require_task
+from tursi.worker.state import STATE, check_model, observed, require_task
 
 MAX_INPUTS = 2048
 routes = web.RouteTableDef()
@@ -39,25 +38,18 @@ def parse_embedding_request(body: dict[str, Any]) -> tuple[list[str], str]:
 @routes.post("/v1/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
     st = request.app[STATE]
-    started = time.perf_counter()
-    status, tokens = 500, 0
-    try:
+    with observed(st, "/v1/embeddings") as obs:
         runtime = require_task(st, "embeddings")
         body = await read_json(request)
         check_model(st, body)
         texts, fmt = parse_embedding_request(body)
         loop = asyncio.get_running_loop()
         async with st.gate.slot():
-            vectors, tokens = await loop.run_in_executor(st.executor, runtime.embed, texts)
+            vectors, obs.tokens = await loop.run_in_executor(st.executor, runtime.embed, texts)
         data = [{"object": "embedding", "index": i, "embedding": _encode(v, fmt)} for i, v in enumerate(vectors)]
-        status = 200
-        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        obs.status = 200
+        usage = {"prompt_tokens": obs.tokens, "total_tokens": obs.tokens}
         return web.json_response({"object": "list", "data": data, "model": st.name, "usage": usage})
-    except TursiError as e:
-        status = e.http_status
-        raise
-    finally:
-        st.metrics.observe("/v1/embeddings", status, time.perf_counter() - started, tokens)
 
 
 def _encode(vector: Any, fmt: str) -> Any:

@@ -13,10 +13,10 @@ from aiohttp import web
 
 from runtimes.llama_runtime import Chunk
 from runtimes.llama_runtime import ContextLengthExceeded as RuntimeContextExceeded
-from tursi.errors import ContextLengthExceeded, TursiError
+from tursi.errors import ContextLengthExceeded
 from tursi.problem import read_json
 from tursi.worker.openai_params import GenerationRequest, parse_generation, parse_messages, parse_prompt
-from tursi.worker.state import STATE, WorkerState, check_model, require_task
+from tursi.worker.state import STATE, WorkerState, check_model, observed, require_task
 
 routes = web.RouteTableDef()
 _END = object()
@@ -34,30 +34,21 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 async def _serve(request: web.Request, chat: bool) -> web.StreamResponse:
     st = request.app[STATE]
-    route = "/v1/chat/completions" if chat else "/v1/completions"
-    started = time.perf_counter()
-    status, tokens = 500, 0
-    try:
+    with observed(st, "/v1/chat/completions" if chat else "/v1/completions") as obs:
         runtime = require_task(st, "chat")
         body = await read_json(request)
         check_model(st, body)
         gen = parse_generation(body)
         loop = asyncio.get_running_loop()
         if chat:
-            messages = parse_messages(body)
-            prompt = await loop.run_in_executor(None, runtime.chat_prompt, messages)
+            prompt = await loop.run_in_executor(None, runtime.chat_prompt, parse_messages(body))
         else:
             prompt = await loop.run_in_executor(None, runtime.tokenize_prompt, parse_prompt(body))
         _check_context(runtime, prompt, gen)
         async with st.gate.slot():
-            resp, tokens = await _run(request, st, prompt, gen, chat)
-        status = resp.status
+            resp, obs.tokens = await _run(request, st, prompt, gen, chat)
+        obs.status = resp.status
         return resp
-    except TursiError as e:
-        status = e.http_status
-        raise
-    finally:
-        st.metrics.observe(route, status, time.perf_counter() - started, tokens)
 
 
 def _check_context(runtime: Any, prompt: list[int], gen: GenerationRequest) -> None:

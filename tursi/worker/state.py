@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from tursi.errors import ModelNotFound, NotReady, UnsupportedTask
+from tursi.errors import ModelNotFound, NotReady, TursiError, UnsupportedTask
 from tursi.worker.gate import Gate
 from tursi.worker.metrics import Metrics
 
@@ -59,3 +61,23 @@ def check_model(st: WorkerState, body: dict[str, Any]) -> None:
     if model is not None and model not in st.model_ids():
         ids = ", ".join(sorted(st.model_ids()))
         raise ModelNotFound(f"model '{model}' is not served here", hint=f"use one of: {ids}")
+
+
+@dataclass
+class Observation:
+    status: int = 500  # stays 500 when a bug escapes
+    tokens: int = 0
+
+
+@contextmanager
+def observed(st: WorkerState, route: str) -> Iterator[Observation]:
+    """Count one request in the worker's metrics with its status, latency and tokens."""
+    obs = Observation()
+    started = time.perf_counter()
+    try:
+        yield obs
+    except TursiError as e:
+        obs.status = e.http_status
+        raise
+    finally:
+        st.metrics.observe(route, obs.status, time.perf_counter() - started, obs.tokens)

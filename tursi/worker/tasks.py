@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from aiohttp import web
 
-from tursi.errors import InvalidRequest, TursiError
+from tursi.errors import InvalidRequest
 from tursi.problem import read_json
 from tursi.worker.embeddings import parse_embedding_request
-from tursi.worker.state import STATE, check_model, require_task
+from tursi.worker.state import STATE, check_model, observed, require_task
 
 routes = web.RouteTableDef()
 
@@ -27,9 +26,7 @@ def _top_k(body: dict[str, Any], default: int | None) -> int | None:
 
 async def _serve(request: web.Request, task: str, route: str, default_k: int | None) -> web.Response:
     st = request.app[STATE]
-    started = time.perf_counter()
-    status, tokens = 500, 0
-    try:
+    with observed(st, route) as obs:
         runtime = require_task(st, task)
         body = await read_json(request)
         check_model(st, body)
@@ -41,17 +38,12 @@ async def _serve(request: web.Request, task: str, route: str, default_k: int | N
                 raise InvalidRequest(f"input {missing[0]} has no {runtime.mask_token} token", param="input")
         call = runtime.classify if task == "classification" else runtime.fill_mask
         async with st.gate.slot():
-            results, tokens = await asyncio.get_running_loop().run_in_executor(st.executor, call, texts, k)
+            results, obs.tokens = await asyncio.get_running_loop().run_in_executor(st.executor, call, texts, k)
         key = "labels" if task == "classification" else "predictions"
         data = [{"index": i, key: r} for i, r in enumerate(results)]
-        status = 200
-        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        obs.status = 200
+        usage = {"prompt_tokens": obs.tokens, "total_tokens": obs.tokens}
         return web.json_response({"object": "list", "data": data, "model": st.name, "usage": usage})
-    except TursiError as e:
-        status = e.http_status
-        raise
-    finally:
-        st.metrics.observe(route, status, time.perf_counter() - started, tokens)
 
 
 @routes.post("/v1/classify")
