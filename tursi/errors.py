@@ -152,6 +152,16 @@ class ServerBusy(TursiError):
         return {"Retry-After": str(self.extra.get("retry_after", 1))}
 
 
+class RateLimited(TursiError):
+    code = "rate_limited"
+    title = "Too many requests"
+    http_status = 429
+    exit_code = 75
+
+    def headers(self) -> dict[str, str]:
+        return dict(self.extra.pop("_headers", {})) if "_headers" in self.extra else {}
+
+
 class InternalError(TursiError):
     code = "internal_error"
     title = "Internal error"

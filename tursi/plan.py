@@ -12,6 +12,7 @@ from typing import Any
 from tursi.errors import InvalidSpec, NotSupported
 from tursi.gguf_header import UNQUANTIZED, read_header
 from tursi.hardware import HardwareProfile
+from tursi.ratelimit import parse_rate_limit
 from tursi.refs import ModelRef
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -29,6 +30,7 @@ class Options:
     calibration: str | None = None  # text file for static int8 calibration
     revision: str | None = None  # hub revision (branch, tag or commit)
     allow_pickle: bool = False
+    rate_limit: str | None = None  # normalised spec, e.g. "100/minute;burst=20"
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Options:
@@ -57,7 +59,13 @@ class Options:
         allow_pickle = body.get("allow_pickle", False)
         if not isinstance(allow_pickle, bool):
             raise InvalidSpec("'allow_pickle' must be true or false", param="allow_pickle")
-        return cls(quant, bits, threads, ctx, max_queue, target, min_quality, calibration, revision, allow_pickle)
+        rate = body.get("rate_limit")
+        if rate is not None and not isinstance(rate, str):
+            raise InvalidSpec("--rate-limit must be a string like 100/minute", param="rate_limit")
+        rate_limit = str(parse_rate_limit(rate)) if rate else None
+        return cls(
+            quant, bits, threads, ctx, max_queue, target, min_quality, calibration, revision, allow_pickle, rate_limit
+        )
 
 
 def _count(body: dict[str, Any], name: str, lo: int, hi: int) -> int:

@@ -56,6 +56,12 @@ from tursi.client import problem_to_error
 )
 @click.option("--revision", help="Hub revision (branch, tag or commit) for a hub id.")
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle weights (.bin/.pt) for sources you trust.")
+@click.option(
+    "--rate-limit",
+    metavar="SPEC",
+    help="Per-client limit: N/second|minute|hour[;burst=M] "
+    "(API key when sent, else address); over it: 429 with Retry-After.",
+)
 @pass_cli
 def up_cmd(
     cli: CliContext,
@@ -73,6 +79,7 @@ def up_cmd(
     calibration: str | None,
     revision: str | None,
     allow_pickle: bool,
+    rate_limit: str | None,
 ) -> None:
     """Deploy MODEL: an alias (minilm, smollm2), a Hugging Face folder, a .gguf file or a hub id."""
     body: dict[str, Any] = {
@@ -90,6 +97,7 @@ def up_cmd(
         "calibration": calibration,
         "revision": revision,
         "allow_pickle": allow_pickle,
+        "rate_limit": rate_limit,
     }
     progress = render.Progress()
     ok = False

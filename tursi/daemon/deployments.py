@@ -209,6 +209,7 @@ async def _bring_up(
             "threads": opts.threads or daemon.hardware.physical_cores,
             "ctx_size": opts.ctx_size,
             "max_queue": opts.max_queue,
+            "rate_limit": opts.rate_limit,
             "bits": opts.bits,
             "quantization_scheme": opts.quantization,
         },

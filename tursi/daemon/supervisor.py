@@ -85,6 +85,8 @@ class Supervisor:
             str(opts.get("ctx_size") or 0),
             "--max-queue",
             str(opts.get("max_queue", 32)),
+            "--rate-limit",
+            opts.get("rate_limit") or "",
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tursi.ratelimit import RateLimiter, parse_rate_limit
 from tursi.worker.app import build_app
 from tursi.worker.state import WorkerState
 
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--ctx-size", type=int, default=0)
     parser.add_argument("--max-queue", type=int, default=32)
+    parser.add_argument("--rate-limit", default="")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     manifest = json.loads((args.artifact / "manifest.json").read_text(encoding="utf-8"))
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         ctx_size=args.ctx_size,
         max_queue=args.max_queue,
+        limiter=RateLimiter(parse_rate_limit(args.rate_limit)) if args.rate_limit else None,
     )
     logging.getLogger(__name__).info(
         "worker pid=%d name=%s serving on http://%s:%d", os.getpid(), args.name, args.host, args.port

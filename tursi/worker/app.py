@@ -13,6 +13,7 @@ from aiohttp import web
 from tursi.errors import NotReady
 from tursi.problem import problem_middleware
 from tursi.worker import embeddings, generation, tasks
+from tursi.worker.limits import add_rate_headers, rate_limit_middleware
 from tursi.worker.state import STATE, WorkerState
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ async def models(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     st = request.app[STATE]
-    text = st.metrics.render(st.name, queue_waiting=st.gate.waiting)
+    limited = st.limiter.limited if st.limiter else 0
+    text = st.metrics.render(st.name, queue_waiting=st.gate.waiting, rate_limited=limited)
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
@@ -82,7 +84,8 @@ _LOADER = web.AppKey("loader", asyncio.Task)
 
 
 def build_app(state: WorkerState) -> web.Application:
-    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[problem_middleware, rate_limit_middleware], client_max_size=MAX_BODY)
+    app.on_response_prepare.append(add_rate_headers)
     app[STATE] = state
     app.add_routes(routes)
     app.add_routes(embeddings.routes)

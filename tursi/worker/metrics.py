@@ -24,7 +24,7 @@ class Metrics:
     def total_requests(self) -> int:
         return sum(self.requests.values())
 
-    def render(self, deployment: str, queue_waiting: int = 0) -> str:
+    def render(self, deployment: str, queue_waiting: int = 0, rate_limited: int = 0) -> str:
         lines = [
             "# HELP tursi_requests_total Inference requests handled, by route and status.",
             "# TYPE tursi_requests_total counter",
@@ -42,6 +42,9 @@ class Metrics:
             "# HELP tursi_generated_tokens_total Tokens produced by the model.",
             "# TYPE tursi_generated_tokens_total counter",
             f'tursi_generated_tokens_total{{deployment="{deployment}"}} {self.generated_tokens}',
+            "# HELP tursi_rate_limited_total Requests refused with 429 by the rate limiter.",
+            "# TYPE tursi_rate_limited_total counter",
+            f'tursi_rate_limited_total{{deployment="{deployment}"}} {rate_limited}',
             "# HELP tursi_queue_waiting Requests waiting for the model.",
             "# TYPE tursi_queue_waiting gauge",
             f'tursi_queue_waiting{{deployment="{deployment}"}} {queue_waiting}',

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from tursi.errors import ModelNotFound, NotReady, TursiError, UnsupportedTask
+from tursi.ratelimit import RateLimiter
 from tursi.worker.gate import Gate
 from tursi.worker.metrics import Metrics
 
@@ -26,6 +27,7 @@ class WorkerState:
     threads: int
     ctx_size: int = 0
     max_queue: int = 32
+    limiter: RateLimiter | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     runtime: Any = None
     load_error: str | None = None

@@ -1,0 +1,101 @@
+"""Token buckets on a monotonic clock: per deployment, one bucket per client (API key, else address)."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tursi.errors import InvalidSpec
+
+_SPEC = re.compile(r"^\s*(\d+)\s*/\s*(second|sec|s|minute|min|m|hour|h)\s*(?:;\s*burst\s*=\s*(\d+)\s*)?$")
+_UNITS = {"second": 1, "sec": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600}
+MAX_CLIENTS = 10_000  # buckets kept; the least recently seen client is forgotten first
+
+
+@dataclass(frozen=True)
+class RateSpec:
+    limit: int  # requests per window
+    window_s: int
+    burst: int
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.limit / self.window_s
+
+    def __str__(self) -> str:
+        unit = {1: "second", 60: "minute", 3600: "hour"}[self.window_s]
+        return f"{self.limit}/{unit}" + (f";burst={self.burst}" if self.burst != self.limit else "")
+
+
+def parse_rate_limit(spec: str) -> RateSpec:
+    m = _SPEC.match(spec or "")
+    if not m:
+        raise InvalidSpec(
+            f"--rate-limit {spec!r} is not N/second|minute|hour[;burst=M] (e.g. 100/minute;burst=20)",
+            param="rate_limit",
+        )
+    limit, window = int(m.group(1)), _UNITS[m.group(2)]
+    burst = int(m.group(3)) if m.group(3) else limit
+    if limit < 1 or burst < 1 or limit > 1_000_000 or burst > 1_000_000:
+        raise InvalidSpec("--rate-limit needs 1 to 1000000 requests and a burst of 1 to 1000000", param="rate_limit")
+    return RateSpec(limit, window, burst)
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: int  # seconds until the bucket is full again
+    retry_after_s: int  # seconds until one request is allowed (0 when allowed)
+
+    def headers(self) -> dict[str, str]:
+        h = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_s),
+        }
+        if not self.allowed:
+            h["Retry-After"] = str(self.retry_after_s)
+        return h
+
+
+class TokenBucket:
+    def __init__(self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate_per_s, burst, clock
+        self.tokens = float(burst)
+        self.updated = clock()
+
+    def take(self) -> tuple[bool, float]:
+        """(allowed, tokens left after this request)."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True, self.tokens
+        return False, self.tokens
+
+
+class RateLimiter:
+    def __init__(self, spec: RateSpec, clock: Callable[[], float] = time.monotonic) -> None:
+        self.spec, self.clock = spec, clock
+        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self.limited = 0
+
+    def check(self, client: str) -> Decision:
+        bucket = self.buckets.pop(client, None) or TokenBucket(self.spec.rate_per_s, self.spec.burst, self.clock)
+        self.buckets[client] = bucket
+        if len(self.buckets) > MAX_CLIENTS:
+            self.buckets.popitem(last=False)
+        allowed, left = bucket.take()
+        rate = self.spec.rate_per_s
+        reset = math.ceil((self.spec.burst - left) / rate)
+        retry = 0 if allowed else max(1, math.ceil((1 - left) / rate))
+        if not allowed:
+            self.limited += 1
+        return Decision(allowed, self.spec.burst, int(left), reset, retry)

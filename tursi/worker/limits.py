@@ -1,0 +1,47 @@
+"""Rate limiting of inference routes: a middleware over the worker's RateLimiter."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from tursi.errors import RateLimited
+from tursi.ratelimit import Decision
+from tursi.worker.state import STATE
+
+DECISION = web.RequestKey("rate_decision", Decision)
+
+
+def client_id(request: web.Request) -> str:
+    """The API key when one is sent (hashed: keys never sit in memory tables or logs), else the address."""
+    auth = request.headers.get("Authorization", "")
+    key = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("X-Api-Key", "")
+    if key:
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return "addr:" + (request.remote or "unknown")
+
+
+@web.middleware
+async def rate_limit_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    st = request.app[STATE]
+    if st.limiter is None or request.method != "POST" or not request.path.startswith("/v1/"):
+        return await handler(request)  # health, readiness, metrics and model listing are never limited
+    decision = st.limiter.check(client_id(request))
+    request[DECISION] = decision
+    if not decision.allowed:
+        st.metrics.observe(request.path, 429, 0.0)
+        raise RateLimited(
+            f"rate limit {st.limiter.spec} exceeded for this client; retry in {decision.retry_after_s}s",
+            _headers=decision.headers(),
+        )
+    return await handler(request)
+
+
+async def add_rate_headers(request: web.Request, response: web.StreamResponse) -> None:
+    decision = request.get(DECISION)
+    if decision is not None:
+        response.headers.update(decision.headers())
