@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tursi.daemon.restart import RestartPolicy
 from tursi.errors import InvalidSpec, NotSupported
 from tursi.gguf_header import UNQUANTIZED, read_header
 from tursi.hardware import HardwareProfile
@@ -31,6 +32,7 @@ class Options:
     revision: str | None = None  # hub revision (branch, tag or commit)
     allow_pickle: bool = False
     rate_limit: str | None = None  # normalised spec, e.g. "100/minute;burst=20"
+    restart: str = "no"
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Options:
@@ -63,8 +65,23 @@ class Options:
         if rate is not None and not isinstance(rate, str):
             raise InvalidSpec("--rate-limit must be a string like 100/minute", param="rate_limit")
         rate_limit = str(parse_rate_limit(rate)) if rate else None
+        restart = body.get("restart")
+        if restart is not None and not isinstance(restart, str):
+            raise InvalidSpec("--restart must be a string", param="restart")
+        policy = str(RestartPolicy.parse(restart))
         return cls(
-            quant, bits, threads, ctx, max_queue, target, min_quality, calibration, revision, allow_pickle, rate_limit
+            quant,
+            bits,
+            threads,
+            ctx,
+            max_queue,
+            target,
+            min_quality,
+            calibration,
+            revision,
+            allow_pickle,
+            rate_limit,
+            policy,
         )
 
 

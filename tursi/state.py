@@ -19,7 +19,7 @@ from typing import Any
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
-ACTIVE = ("starting", "running")
+ACTIVE = ("starting", "running", "restarting")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Deployment:
     started_at: float | None = None
     finished_at: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    restart_count: int = 0
 
     @property
     def endpoint(self) -> str:

@@ -14,11 +14,19 @@ HEADERS = ("NAME", "MODEL", "FORMAT", "QUANT", "ENDPOINT", "STATUS", "UPTIME", "
 
 
 def status_text(dep: dict[str, Any], now: float) -> str:
+    restarts = dep.get("restart_count") or 0
+    suffix = f" ({restarts} restart{'s' if restarts != 1 else ''})" if restarts else ""
+    return _status_word(dep, now) + suffix
+
+
+def _status_word(dep: dict[str, Any], now: float) -> str:
     status = dep["status"]
     if status == "running":
         return "Up"
     if status == "starting":
         return "Starting"
+    if status == "restarting":
+        return "Restarting"
     if status in ("exited", "failed"):
         code = dep.get("exit_code")
         ago = render.human_duration(now - (dep.get("finished_at") or now))
@@ -28,7 +36,7 @@ def status_text(dep: dict[str, Any], now: float) -> str:
 
 
 def row(dep: dict[str, Any], now: float) -> list[Any]:
-    up = dep["status"] in ("running", "starting") and dep.get("started_at")
+    up = dep["status"] in ("running", "starting", "restarting") and dep.get("started_at")
     return [
         dep["name"],
         dep["model"],

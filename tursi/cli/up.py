@@ -62,6 +62,13 @@ from tursi.client import problem_to_error
     help="Per-client limit: N/second|minute|hour[;burst=M] "
     "(API key when sent, else address); over it: 429 with Retry-After.",
 )
+@click.option(
+    "--restart",
+    default="no",
+    show_default=True,
+    metavar="POLICY",
+    help="no | on-failure[:N] | always | unless-stopped (backoff from 100 ms, doubling, capped at 30 s).",
+)
 @pass_cli
 def up_cmd(
     cli: CliContext,
@@ -80,6 +87,7 @@ def up_cmd(
     revision: str | None,
     allow_pickle: bool,
     rate_limit: str | None,
+    restart: str,
 ) -> None:
     """Deploy MODEL: an alias (minilm, smollm2), a Hugging Face folder, a .gguf file or a hub id."""
     body: dict[str, Any] = {
@@ -98,6 +106,7 @@ def up_cmd(
         "revision": revision,
         "allow_pickle": allow_pickle,
         "rate_limit": rate_limit,
+        "restart": restart,
     }
     progress = render.Progress()
     ok = False

@@ -210,6 +210,7 @@ async def _bring_up(
             "ctx_size": opts.ctx_size,
             "max_queue": opts.max_queue,
             "rate_limit": opts.rate_limit,
+            "restart": opts.restart,
             "bits": opts.bits,
             "quantization_scheme": opts.quantization,
         },

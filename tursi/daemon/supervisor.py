@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 
+from tursi.daemon.restart import Backoff, RestartPolicy
 from tursi.errors import WorkerFailed
 from tursi.state import ACTIVE, Deployment, StateStore
 
@@ -54,6 +55,8 @@ class Supervisor:
         self.logs_dir = logs_dir
         self.grace_s = grace_s
         self.handles: dict[str, Handle] = {}
+        self.backoffs: dict[str, Backoff] = {}
+        self.pending: dict[str, asyncio.Task[None]] = {}
 
     def lifecycle(self, name: str, kind: str, detail: str = "") -> None:
         """An event in the database and a line in the deployment's log."""
@@ -111,22 +114,28 @@ class Supervisor:
         handle.watcher = asyncio.get_running_loop().create_task(self._watch_child(dep.name, handle))
         self.handles[dep.name] = handle
 
-    async def wait_ready(self, dep: Deployment, timeout_s: float) -> None:
+    async def _poll_ready(self, dep: Deployment, timeout_s: float) -> bool:
         url = f"http://{'127.0.0.1' if dep.host in ('0.0.0.0', '') else dep.host}:{dep.port}/ready"
         deadline = time.monotonic() + timeout_s
         handle = self.handles.get(dep.name)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
             while time.monotonic() < deadline:
                 if handle is None or (handle.watcher is not None and handle.watcher.done()):
-                    break
+                    return False
                 with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
                     async with http.get(url) as resp:
                         if resp.status == 200:
                             self.store.update_deployment(dep.name, status="running")
                             self.lifecycle(dep.name, "ready", url)
-                            return
+                            return True
                 await asyncio.sleep(0.2)
-        timed_out = time.monotonic() >= deadline
+        return False
+
+    async def wait_ready(self, dep: Deployment, timeout_s: float) -> None:
+        started = time.monotonic()
+        if await self._poll_ready(dep, timeout_s):
+            return
+        timed_out = time.monotonic() - started >= timeout_s
         await self.stop(dep.name, reason="failed to become ready", status="failed")
         last = tail_lines(log_path(self.logs_dir, dep.name), 15)
         why = f"not ready after {timeout_s:.0f}s" if timed_out else "the worker exited before it was ready"
@@ -146,18 +155,45 @@ class Supervisor:
     def _record_exit(self, name: str, handle: Handle, code: int | None) -> None:
         if self.handles.get(name) is handle:
             del self.handles[name]
-        if handle.stopping or self.store.get_deployment(name) is None:
-            return
         dep = self.store.get_deployment(name)
-        status = "exited" if dep is not None and dep.status == "running" else "failed"
+        if handle.stopping or dep is None:
+            return
+        status = "exited" if dep.status == "running" else "failed"
         self.store.update_deployment(
             name, status=status, exit_code=code, finished_at=time.time(), pid=None, reason="worker exited"
         )
         self.lifecycle(name, "exited", f"code={code if code is not None else 'unknown'}")
         log.warning("worker exited name=%s code=%s", name, code)
+        policy = RestartPolicy.parse(dep.options.get("restart"))
+        if policy.should_restart(code, dep.restart_count):
+            ran_for = time.time() - (dep.started_at or time.time())
+            delay = self.backoffs.setdefault(name, Backoff()).next_delay(ran_for)
+            self.schedule_restart(name, delay, f"policy {policy}, attempt {dep.restart_count + 1}")
+        elif policy.mode != "no":
+            self.store.update_deployment(name, status="failed")
+            self.lifecycle(name, "gave up", f"policy {policy} after {dep.restart_count} restarts")
+
+    def schedule_restart(self, name: str, delay_s: float, why: str) -> None:
+        self.store.update_deployment(name, status="restarting")
+        self.lifecycle(name, "restarting", f"in {delay_s:.1f}s ({why})")
+        self.pending[name] = asyncio.get_running_loop().create_task(self._restart_later(name, delay_s))
+
+    async def _restart_later(self, name: str, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        self.pending.pop(name, None)
+        dep = self.store.get_deployment(name)
+        if dep is None or dep.status != "restarting":
+            return  # removed or stopped meanwhile: a manual down is never undone
+        self.store.update_deployment(name, restart_count=dep.restart_count + 1)
+        await self.start(dep)
+        dep = self.store.get_deployment(name) or dep
+        await self._poll_ready(dep, 120.0)  # if the worker dies instead, _record_exit decides what is next
 
     async def stop(self, name: str, *, reason: str = "stopped", status: str = "exited") -> None:
-        """SIGTERM, wait the grace period, then SIGKILL. Records the final status."""
+        """SIGTERM, wait the grace period, then SIGKILL. Records the final status; cancels a pending restart."""
+        pending = self.pending.pop(name, None)
+        if pending is not None:
+            pending.cancel()
         handle = self.handles.get(name)
         code = None
         if handle is not None:
@@ -186,10 +222,18 @@ class Supervisor:
         return None
 
     async def stop_all(self, reason: str) -> None:
-        await asyncio.gather(*(self.stop(name, reason=reason) for name in list(self.handles)))
+        names = set(self.handles) | set(self.pending)
+        await asyncio.gather(*(self.stop(name, reason=reason) for name in names))
 
     def reconcile(self) -> None:
-        """After a restart: adopt live workers we started, mark the rest as exited."""
+        """After a restart: adopt live workers we started, mark the rest as exited, restart per policy."""
+        self._reconcile_active()
+        for dep in self.store.list_deployments(all=True):
+            if dep.status in ("exited", "failed") and dep.name not in self.handles:
+                if RestartPolicy.parse(dep.options.get("restart")).restart_on_daemon_start(dep.reason):
+                    self.schedule_restart(dep.name, 0.0, f"policy {dep.options.get('restart')} after tursid start")
+
+    def _reconcile_active(self) -> None:
         for dep in self.store.list_deployments(all=False):
             if dep.pid and dep.pid_started_at and _same_process(dep.pid, dep.pid_started_at):
                 handle = Handle(dep.pid, None)
