@@ -132,7 +132,7 @@ class _Writer:
             if self.resp is None:
                 await self._start_stream()
             if chunk.text:
-                await self.resp.write(self._token_event(chunk.text))
+                await self._stream().write(self._token_event(chunk.text))
             return True
         except ConnectionResetError:
             return False
@@ -147,6 +147,11 @@ class _Writer:
         head, tail = self._token_frame
         return (head + json.dumps(text, ensure_ascii=False) + tail).encode()
 
+    def _stream(self) -> web.StreamResponse:
+        if self.resp is None:
+            raise RuntimeError("the SSE stream was not started")
+        return self.resp
+
     async def _start_stream(self) -> None:
         self.resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await self.resp.prepare(self.request)
@@ -155,8 +160,7 @@ class _Writer:
 
     async def _send(self, payload: Any) -> None:
         data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
-        assert self.resp is not None  # noqa: S101 - set by _start_stream
-        await self.resp.write(f"data: {data}\n\n".encode())
+        await self._stream().write(f"data: {data}\n\n".encode())
 
     def _chunk(self, delta: Any, finish: str | None) -> dict[str, Any]:
         if self.chat:
@@ -201,12 +205,10 @@ class _Writer:
             if self.gen.include_usage:
                 await self._send({**self._chunk({}, None), "choices": [], "usage": self.usage()})
             await self._send("[DONE]")
-            assert self.resp is not None  # noqa: S101
-            await self.resp.write_eof()
+            await self._stream().write_eof()
         except ConnectionResetError:
             pass
-        assert self.resp is not None  # noqa: S101
-        return self.resp
+        return self._stream()
 
 
 def _closing(request: web.Request) -> bool:
