@@ -62,3 +62,16 @@ async def stats(request: web.Request) -> web.StreamResponse:
         except (ConnectionResetError, RuntimeError):
             break
     return resp
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """tursid's own metrics: deployments by state and restarts, in the Prometheus text format."""
+    daemon = request.app[DAEMON]
+    deps = daemon.store.list_deployments(all=True)
+    states = ("starting", "running", "restarting", "exited", "failed")
+    lines = ["# HELP tursi_deployments Deployments known to tursid, by state.", "# TYPE tursi_deployments gauge"]
+    lines += [f'tursi_deployments{{state="{s}"}} {sum(d.status == s for d in deps)}' for s in states]
+    lines += ["# HELP tursi_restarts_total Restarts made by restart policies.", "# TYPE tursi_restarts_total counter"]
+    lines += [f'tursi_restarts_total{{deployment="{d.name}"}} {d.restart_count}' for d in deps]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")

@@ -1,54 +1,69 @@
-"""Request counters kept by a worker and rendered in the Prometheus text format."""
+"""Request counters and a latency histogram kept by a worker, rendered in the Prometheus text format."""
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, field
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class Histogram:
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))  # last: +Inf
+    total_s: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.total_s += seconds
+
+    def render(self, name: str, labels: str) -> list[str]:
+        lines, running = [], 0
+        for bound, n in zip([*map(str, BUCKETS), "+Inf"], self.counts, strict=True):
+            running += n
+            lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {running}')
+        lines += [f"{name}_sum{{{labels}}} {self.total_s:.6f}", f"{name}_count{{{labels}}} {running}"]
+        return lines
 
 
 @dataclass
 class Metrics:
     requests: Counter[tuple[str, int]] = field(default_factory=Counter)
+    latency: dict[str, Histogram] = field(default_factory=dict)
     tokens: int = 0
     generated_tokens: int = 0  # counted by the model thread, token by token, even for abandoned requests
-    latency_sum_s: float = 0.0
-    latency_count: int = 0
 
     def observe(self, route: str, status: int, seconds: float, tokens: int = 0) -> None:
         self.requests[(route, status)] += 1
         self.tokens += tokens
-        self.latency_sum_s += seconds
-        self.latency_count += 1
+        self.latency.setdefault(route, Histogram()).observe(seconds)
 
     @property
     def total_requests(self) -> int:
         return sum(self.requests.values())
 
     def render(self, deployment: str, queue_waiting: int = 0, rate_limited: int = 0) -> str:
+        dep = f'deployment="{deployment}"'
         lines = [
             "# HELP tursi_requests_total Inference requests handled, by route and status.",
             "# TYPE tursi_requests_total counter",
         ]
         for (route, status), n in sorted(self.requests.items()):
-            lines.append(f'tursi_requests_total{{deployment="{deployment}",route="{route}",status="{status}"}} {n}')
+            lines.append(f'tursi_requests_total{{{dep},route="{route}",status="{status}"}} {n}')
         lines += [
-            "# HELP tursi_tokens_total Tokens processed (embedding inputs, generated completions).",
-            "# TYPE tursi_tokens_total counter",
-            f'tursi_tokens_total{{deployment="{deployment}"}} {self.tokens}',
-            "# HELP tursi_request_duration_seconds Time spent serving inference requests.",
-            "# TYPE tursi_request_duration_seconds summary",
-            f'tursi_request_duration_seconds_sum{{deployment="{deployment}"}} {self.latency_sum_s:.6f}',
-            f'tursi_request_duration_seconds_count{{deployment="{deployment}"}} {self.latency_count}',
-            "# HELP tursi_generated_tokens_total Tokens produced by the model.",
-            "# TYPE tursi_generated_tokens_total counter",
-            f'tursi_generated_tokens_total{{deployment="{deployment}"}} {self.generated_tokens}',
-            "# HELP tursi_rate_limited_total Requests refused with 429 by the rate limiter.",
-            "# TYPE tursi_rate_limited_total counter",
-            f'tursi_rate_limited_total{{deployment="{deployment}"}} {rate_limited}',
-            "# HELP tursi_queue_waiting Requests waiting for the model.",
-            "# TYPE tursi_queue_waiting gauge",
-            f'tursi_queue_waiting{{deployment="{deployment}"}} {queue_waiting}',
+            "# HELP tursi_request_duration_seconds Time spent serving inference requests, by route.",
+            "# TYPE tursi_request_duration_seconds histogram",
         ]
+        for route, hist in sorted(self.latency.items()):
+            lines += hist.render("tursi_request_duration_seconds", f'{dep},route="{route}"')
+        for name, kind, help_text, value in (
+            ("tursi_tokens_total", "counter", "Tokens processed (embedding inputs, completions).", self.tokens),
+            ("tursi_generated_tokens_total", "counter", "Tokens produced by the model.", self.generated_tokens),
+            ("tursi_rate_limited_total", "counter", "Requests refused with 429 by the rate limiter.", rate_limited),
+            ("tursi_queue_waiting", "gauge", "Requests waiting for the model.", queue_waiting),
+        ):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{{{dep}}} {value}"]
         return "\n".join(lines) + "\n"
 
 
