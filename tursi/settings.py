@@ -22,6 +22,8 @@ class Settings:
     stop_grace_s: float = 10.0
     ready_timeout_s: float = 120.0
     sample_interval_s: float = 2.0
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_files: int = 3  # rotated files kept besides the current one
 
     @classmethod
     def load(cls, env: Mapping[str, str]) -> Settings:
@@ -34,6 +36,8 @@ class Settings:
             stop_grace_s=float(env.get("TURSI_STOP_GRACE", "10")),
             ready_timeout_s=float(env.get("TURSI_READY_TIMEOUT", "120")),
             sample_interval_s=float(env.get("TURSI_SAMPLE_INTERVAL", "2")),
+            log_max_bytes=int(env.get("TURSI_LOG_MAX_BYTES", str(10 * 1024 * 1024))),
+            log_files=int(env.get("TURSI_LOG_FILES", "3")),
         )
 
     @property

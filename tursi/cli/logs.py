@@ -13,11 +13,15 @@ from tursi.cli.ps import pick_one
 @click.argument("name", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the deployment stops.")
 @click.option("-n", "--tail", type=click.IntRange(min=0), help="Only the last N lines.")
+@click.option("--since", metavar="WHEN", help="Only lines since a duration ago (10m, 2h) or a time (RFC 3339).")
+@click.option("-t", "--timestamps", is_flag=True, help="Prefix each line with its time (RFC 3339, UTC).")
 @pass_cli
-def logs_cmd(cli: CliContext, name: str | None, follow: bool, tail: int | None) -> None:
-    """Print the logs of NAME (or of the only deployment)."""
+def logs_cmd(
+    cli: CliContext, name: str | None, follow: bool, tail: int | None, since: str | None, timestamps: bool
+) -> None:
+    """Print the logs of NAME (or of the only deployment), rotated files included."""
     target = pick_one(cli, name)
-    query = {"tail": tail, "follow": 1 if follow else None}
+    query = {"tail": tail, "follow": 1 if follow else None, "since": since, "timestamps": 1 if timestamps else None}
     for line in cli.client.stream_lines("GET", f"/v1/deployments/{cli.client.quote(target)}/logs", query=query):
         render.write_raw(line)
 

@@ -15,6 +15,7 @@ from converters.cache import remove_stale_staging
 from tursi.daemon import artifacts, deployments, system
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.lock import InstanceLock
+from tursi.daemon.logfiles import rotation_loop
 from tursi.daemon.sampler import Sampler
 from tursi.daemon.supervisor import Supervisor
 from tursi.hardware import detect_cached
@@ -23,6 +24,9 @@ from tursi.settings import Settings
 from tursi.state import StateStore
 
 log = logging.getLogger(__name__)
+
+
+_ROTATION = web.AppKey("rotation", asyncio.Task)
 
 
 def build_app(daemon: Daemon) -> web.Application:
@@ -38,8 +42,13 @@ def build_app(daemon: Daemon) -> web.Application:
             log.info("removed %d half-made artifacts", removed)
         daemon.supervisor.reconcile()
         await daemon.sampler.start()
+        s = daemon.settings
+        app[_ROTATION] = asyncio.get_running_loop().create_task(
+            rotation_loop(s.logs_dir, s.log_max_bytes, s.log_files, max(1.0, s.sample_interval_s))
+        )
 
     async def on_shutdown(app: web.Application) -> None:
+        app[_ROTATION].cancel()
         await daemon.supervisor.stop_all(reason="tursid stopped")
         await daemon.sampler.close()
 

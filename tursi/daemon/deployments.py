@@ -15,7 +15,9 @@ from aiohttp import web
 from converters import cache
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.conversion import run_conversion
-from tursi.daemon.supervisor import log_path, tail_lines
+from tursi.daemon.logfiles import parse_since, read_lines
+from tursi.daemon.logfiles import remove_all as remove_logs
+from tursi.daemon.supervisor import log_path
 from tursi.errors import DeploymentExists, DeploymentNotFound, InvalidSpec, PortInUse, TursiError, problem_for
 from tursi.hardware import load_target
 from tursi.plan import NAME_RE, Options, Plan, make_plan, tool_versions
@@ -82,7 +84,7 @@ async def _remove(daemon: Daemon, dep: Deployment) -> None:
     await daemon.supervisor.stop(dep.name, reason="removed by down")
     daemon.store.remove_deployment(dep.name)
     daemon.store.add_event(dep.name, "removed")
-    log_path(daemon.settings.logs_dir, dep.name).unlink(missing_ok=True)
+    remove_logs(log_path(daemon.settings.logs_dir, dep.name), daemon.settings.log_files)
 
 
 # -- up ----------------------------------------------------------------------------------------
@@ -216,7 +218,7 @@ async def _bring_up(
         },
     )
     daemon.store.add_deployment(dep)
-    log_path(settings.logs_dir, name).unlink(missing_ok=True)
+    remove_logs(log_path(settings.logs_dir, name), settings.log_files)
     daemon.supervisor.lifecycle(name, "created", f"model={ref.reference} artifact={key[:12]}")
     await emit({"event": "status", "message": f"starting worker on {dep.endpoint}"})
     await daemon.supervisor.start(dep)
@@ -266,11 +268,13 @@ async def logs(request: web.Request) -> web.StreamResponse:
         tail = int(request.query.get("tail", "-1"))
     except ValueError:
         raise InvalidSpec("'tail' must be an integer", param="tail") from None
+    since = parse_since(request.query["since"], time.time()) if request.query.get("since") else None
+    stamps = request.query.get("timestamps", "") not in ("", "0", "false")
     follow = request.query.get("follow", "") not in ("", "0", "false")
     path = log_path(daemon.settings.logs_dir, dep.name)
+    lines = read_lines(path, keep=daemon.settings.log_files, tail=tail, since=since, timestamps=stamps)
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await resp.prepare(request)
-    lines = tail_lines(path, tail) if tail >= 0 else tail_lines(path, 10**9)
     if lines:
         await resp.write(("\n".join(lines) + "\n").encode())
     if follow:
@@ -283,6 +287,8 @@ async def _follow(daemon: Daemon, name: str, path: Any, resp: web.StreamResponse
     offset = path.stat().st_size if path.exists() else 0
     while True:
         size = path.stat().st_size if path.exists() else 0
+        if size < offset:  # rotated (copytruncate): start over at the top of the fresh file
+            offset = 0
         if size > offset:
             with path.open("rb") as fh:
                 fh.seek(offset)
