@@ -38,3 +38,40 @@ def test_worker_and_daemon_metrics_parse(env: Env, daemon: DaemonProc, tiny_bert
     states = {s.labels["state"]: s.value for s in daemon_fams["tursi_deployments"].samples}
     assert states["running"] == 1
     assert [s.labels["deployment"] for s in daemon_fams["tursi_restarts"].samples] == ["m"]
+
+
+def test_stats_under_load(env: Env, daemon: DaemonProc, tiny_bert: Path) -> None:
+    import json
+    import threading
+
+    from tests.conftest import wait_for
+
+    proc = env.cli("up", str(tiny_bert), "--name", "busy", check=True)
+    endpoint = proc.stdout.split(": ", 1)[1].strip()
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            embed(endpoint, ["some load " * 20] * 8)
+
+    workers = [threading.Thread(target=load) for _ in range(2)]
+    for w in workers:
+        w.start()
+    try:
+
+        def busy_row() -> dict | None:
+            snap = json.loads(env.cli("stats", "--no-stream", "--format", "json", check=True).stdout)
+            row = snap["deployments"][0]
+            ok = row["cpu_percent"] > 0 and (row["requests_per_s"] or 0) > 0 and row["p50_s"] is not None
+            return row if ok else None
+
+        row = wait_for(busy_row, timeout=30, interval=0.5)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    assert row["mem_bytes"] > 0
+    assert row["tokens_per_s"] > 0
+    assert row["p95_s"] >= row["p50_s"]
+    table = env.cli("stats", "--no-stream", check=True).stdout
+    assert table.splitlines()[0].split()[-6:] == ["REQ/S", "P50", "P95", "TOK/S", "429", "REQUESTS"]

@@ -13,8 +13,9 @@ from typing import Any
 import aiohttp
 import psutil
 
+from tursi.daemon.thermals import thermal_line
+from tursi.daemon.traffic import Counters, parse_metrics, rates
 from tursi.state import StateStore
-from tursi.worker.metrics import parse_requests_total
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ class Sampler:
         self.interval_s = interval_s
         self.history: deque[dict[str, Any]] = deque(maxlen=history)
         self._procs: dict[int, psutil.Process] = {}
+        self._counters: dict[str, tuple[float, Counters]] = {}
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
@@ -83,20 +85,31 @@ class Sampler:
                     "mem_bytes": rss,
                     "mem_limit_bytes": total_mem,
                     "mem_percent": round(100.0 * rss / total_mem, 2),
-                    "requests": await self._requests(dep.host, dep.port),
+                    **await self._traffic(dep.name, dep.host, dep.port),
                 }
             )
         for pid in set(self._procs) - live:
             del self._procs[pid]
         return {"at": time.time(), "deployments": rows, "system": system_line()}
 
-    async def _requests(self, host: str, port: int) -> int | None:
+    async def _traffic(self, name: str, host: str, port: int) -> dict[str, Any]:
+        text = await self._metrics_page(host, port)
+        if text is None:
+            return rates(None, Counters(), 0.0) | {"requests": None}
+        now, counters = time.monotonic(), parse_metrics(text)
+        previous = self._counters.get(name)
+        self._counters[name] = (now, counters)
+        if previous is None:
+            return rates(None, counters, 0.0)
+        return rates(previous[1], counters, now - previous[0])
+
+    async def _metrics_page(self, host: str, port: int) -> str | None:
         if self._http is None:
             return None
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         try:
             async with self._http.get(f"http://{host}:{port}/metrics") as resp:
-                return parse_requests_total(await resp.text()) if resp.status == 200 else None
+                return await resp.text() if resp.status == 200 else None
         except (TimeoutError, aiohttp.ClientError, OSError):
             return None
 
@@ -111,4 +124,5 @@ def system_line() -> dict[str, Any]:
         "mem_used_bytes": vm.total - vm.available,
         "mem_total_bytes": vm.total,
         "mem_percent": vm.percent,
+        **thermal_line(),
     }

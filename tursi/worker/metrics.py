@@ -65,15 +65,3 @@ class Metrics:
         ):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{{{dep}}} {value}"]
         return "\n".join(lines) + "\n"
-
-
-def parse_requests_total(text: str) -> int:
-    """Sum of tursi_requests_total samples in a Prometheus text page."""
-    total = 0
-    for line in text.splitlines():
-        if line.startswith("tursi_requests_total"):
-            try:
-                total += int(float(line.rsplit(" ", 1)[1]))
-            except (IndexError, ValueError):
-                continue
-    return total

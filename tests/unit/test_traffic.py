@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from tursi.daemon.thermals import temperatures, throttling
+from tursi.daemon.traffic import parse_metrics, quantile, rates
+from tursi.worker.metrics import Metrics
+
+
+def _page(latencies: list[float], tokens: int = 0) -> str:
+    m = Metrics()
+    for s in latencies:
+        m.observe("/v1/embeddings", 200, s, tokens)
+    return m.render("d", rate_limited=3)
+
+
+def test_rates_and_quantiles_between_two_pages() -> None:
+    before = parse_metrics(_page([0.003] * 10, tokens=5))
+    after = parse_metrics(_page([0.003] * 10 + [0.02] * 9 + [0.4], tokens=5))
+    r = rates(before, after, seconds=2.0)
+    assert r["requests"] == 20
+    assert r["requests_per_s"] == 5.0
+    assert r["tokens_per_s"] == 25.0
+    assert r["p50_s"] == 0.025  # the bucket holding the median of this interval's 10 requests
+    assert r["p95_s"] == 0.5
+    assert r["rate_limited"] == 3
+    assert quantile(before.buckets, before.buckets, 0.5) is None  # no traffic: no latency
+    assert rates(None, after, 0)["requests_per_s"] is None
+
+
+def test_thermal_zones_and_pi_throttling(tmp_path: Path) -> None:
+    zone = tmp_path / "thermal_zone0"
+    zone.mkdir()
+    (zone / "type").write_text("cpu-thermal\n")
+    (zone / "temp").write_text("61234\n")
+    assert temperatures(tmp_path) == {"cpu-thermal": 61.2}
+    flags = tmp_path / "get_throttled"
+    flags.write_text("50005\n")  # under-voltage and throttled now (bits 0 and 2), and since boot
+    t = throttling(flags)
+    assert t["under_voltage"] is True
+    assert t["throttled"] is True
+    assert t["freq_capped"] is False
+    assert throttling(tmp_path / "missing") is None

@@ -1,0 +1,75 @@
+"""Per-deployment traffic figures from successive /metrics pages: rates, latency quantiles, 429s."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tursi.worker.metrics import BUCKETS
+
+_LINE = re.compile(r"^(\w+)\{([^}]*)\}\s+(\S+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+@dataclass
+class Counters:
+    requests: float = 0.0
+    tokens: float = 0.0
+    generated: float = 0.0
+    limited: float = 0.0
+    buckets: dict[str, float] = field(default_factory=dict)  # le -> cumulative count, summed over routes
+
+
+def parse_metrics(text: str) -> Counters:
+    c = Counters()
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if not m:
+            continue
+        name, labels, value = m.group(1), dict(_LABEL.findall(m.group(2))), float(m.group(3))
+        if name == "tursi_requests_total":
+            c.requests += value
+        elif name == "tursi_tokens_total":
+            c.tokens = value
+        elif name == "tursi_generated_tokens_total":
+            c.generated = value
+        elif name == "tursi_rate_limited_total":
+            c.limited = value
+        elif name == "tursi_request_duration_seconds_bucket":
+            c.buckets[labels.get("le", "")] = c.buckets.get(labels.get("le", ""), 0.0) + value
+    return c
+
+
+def quantile(before: dict[str, float], after: dict[str, float], q: float) -> float | None:
+    """Upper bound (seconds) of the histogram bucket holding the q-quantile of the interval's requests."""
+    bounds = [str(b) for b in BUCKETS] + ["+Inf"]
+    deltas = [after.get(b, 0.0) - before.get(b, 0.0) for b in bounds]
+    total = deltas[-1]
+    if total <= 0:
+        return None
+    for bound, cumulative in zip([*BUCKETS, float("inf")], deltas, strict=True):
+        if cumulative >= q * total:
+            return bound
+    return None
+
+
+def rates(before: Counters | None, after: Counters, seconds: float) -> dict[str, Any]:
+    if before is None or seconds <= 0:
+        return {
+            "requests_per_s": None,
+            "tokens_per_s": None,
+            "p50_s": None,
+            "p95_s": None,
+            "rate_limited": int(after.limited),
+            "requests": int(after.requests),
+        }
+    tokens = (after.tokens - before.tokens) + (after.generated - before.generated)
+    return {
+        "requests": int(after.requests),
+        "requests_per_s": round((after.requests - before.requests) / seconds, 2),
+        "tokens_per_s": round(tokens / seconds, 1),
+        "p50_s": quantile(before.buckets, after.buckets, 0.50),
+        "p95_s": quantile(before.buckets, after.buckets, 0.95),
+        "rate_limited": int(after.limited),
+    }
