@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tursi.daemon.health import HealthCheck
 from tursi.daemon.restart import RestartPolicy
 from tursi.errors import InvalidSpec, NotSupported
 from tursi.gguf_header import UNQUANTIZED, read_header
@@ -16,6 +17,7 @@ from tursi.hardware import HardwareProfile
 from tursi.ratelimit import parse_rate_limit
 from tursi.refs import ModelRef
 
+HEALTH_KEYS = ("health_interval", "health_timeout", "health_retries", "health_start_period")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
@@ -33,6 +35,8 @@ class Options:
     allow_pickle: bool = False
     rate_limit: str | None = None  # normalised spec, e.g. "100/minute;burst=20"
     restart: str = "no"
+    health: dict[str, Any] = field(default_factory=dict)  # health_interval/timeout/retries/start_period
+    restart_on_unhealthy: bool = False
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Options:
@@ -69,6 +73,11 @@ class Options:
         if restart is not None and not isinstance(restart, str):
             raise InvalidSpec("--restart must be a string", param="restart")
         policy = str(RestartPolicy.parse(restart))
+        health = {k: body[k] for k in HEALTH_KEYS if body.get(k) is not None}
+        HealthCheck.from_options(health)  # validates
+        on_unhealthy = body.get("restart_on_unhealthy", False)
+        if not isinstance(on_unhealthy, bool):
+            raise InvalidSpec("'restart_on_unhealthy' must be true or false", param="restart_on_unhealthy")
         return cls(
             quant,
             bits,
@@ -82,6 +91,8 @@ class Options:
             allow_pickle,
             rate_limit,
             policy,
+            health,
+            on_unhealthy,
         )
 
 

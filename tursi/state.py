@@ -44,6 +44,7 @@ class Deployment:
     finished_at: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
     restart_count: int = 0
+    health: str | None = None
 
     @property
     def endpoint(self) -> str:

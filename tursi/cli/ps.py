@@ -16,7 +16,8 @@ HEADERS = ("NAME", "MODEL", "FORMAT", "QUANT", "ENDPOINT", "STATUS", "UPTIME", "
 def status_text(dep: dict[str, Any], now: float) -> str:
     restarts = dep.get("restart_count") or 0
     suffix = f" ({restarts} restart{'s' if restarts != 1 else ''})" if restarts else ""
-    return _status_word(dep, now) + suffix
+    health = f" ({dep['health']})" if dep.get("health") and dep["status"] == "running" else ""
+    return _status_word(dep, now) + health + suffix
 
 
 def _status_word(dep: dict[str, Any], now: float) -> str:

@@ -69,6 +69,19 @@ from tursi.client import problem_to_error
     metavar="POLICY",
     help="no | on-failure[:N] | always | unless-stopped (backoff from 100 ms, doubling, capped at 30 s).",
 )
+@click.option("--health-interval", type=click.FloatRange(0.1), help="Seconds between /ready probes (default 10).")
+@click.option("--health-timeout", type=click.FloatRange(0.1), help="Seconds one probe may take (default 2).")
+@click.option("--health-retries", type=click.IntRange(1), help="Failed probes before unhealthy (default 3).")
+@click.option(
+    "--health-start-period",
+    type=click.FloatRange(0),
+    help="Seconds after start when failures do not count (default 0).",
+)
+@click.option(
+    "--restart-on-unhealthy",
+    is_flag=True,
+    help="Restart the worker when it turns unhealthy (Docker never does; opt in here).",
+)
 @pass_cli
 def up_cmd(
     cli: CliContext,
@@ -88,6 +101,11 @@ def up_cmd(
     allow_pickle: bool,
     rate_limit: str | None,
     restart: str,
+    health_interval: float | None,
+    health_timeout: float | None,
+    health_retries: int | None,
+    health_start_period: float | None,
+    restart_on_unhealthy: bool,
 ) -> None:
     """Deploy MODEL: an alias (minilm, smollm2), a Hugging Face folder, a .gguf file or a hub id."""
     body: dict[str, Any] = {
@@ -107,6 +125,11 @@ def up_cmd(
         "allow_pickle": allow_pickle,
         "rate_limit": rate_limit,
         "restart": restart,
+        "health_interval": health_interval,
+        "health_timeout": health_timeout,
+        "health_retries": health_retries,
+        "health_start_period": health_start_period,
+        "restart_on_unhealthy": restart_on_unhealthy,
     }
     progress = render.Progress()
     ok = False

@@ -213,6 +213,8 @@ async def _bring_up(
             "max_queue": opts.max_queue,
             "rate_limit": opts.rate_limit,
             "restart": opts.restart,
+            "restart_on_unhealthy": opts.restart_on_unhealthy,
+            **opts.health,
             "bits": opts.bits,
             "quantization_scheme": opts.quantization,
         },

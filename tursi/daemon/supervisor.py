@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 
+from tursi.daemon.health import HealthCheck, probe_loop
 from tursi.daemon.restart import Backoff, RestartPolicy
 from tursi.errors import WorkerFailed
 from tursi.state import ACTIVE, Deployment, StateStore
@@ -28,6 +29,7 @@ class Handle:
     pid: int
     proc: asyncio.subprocess.Process | None  # None when adopted after a tursid restart
     watcher: asyncio.Task[None] | None = None
+    health: asyncio.Task[None] | None = None
     stopping: bool = False
 
 
@@ -127,6 +129,7 @@ class Supervisor:
                         if resp.status == 200:
                             self.store.update_deployment(dep.name, status="running")
                             self.lifecycle(dep.name, "ready", url)
+                            self._start_health(dep, url)
                             return True
                 await asyncio.sleep(0.2)
         return False
@@ -153,6 +156,8 @@ class Supervisor:
         self._record_exit(name, handle, None)
 
     def _record_exit(self, name: str, handle: Handle, code: int | None) -> None:
+        if handle.health is not None:
+            handle.health.cancel()
         if self.handles.get(name) is handle:
             del self.handles[name]
         dep = self.store.get_deployment(name)
@@ -165,6 +170,9 @@ class Supervisor:
         self.lifecycle(name, "exited", f"code={code if code is not None else 'unknown'}")
         log.warning("worker exited name=%s code=%s", name, code)
         policy = RestartPolicy.parse(dep.options.get("restart"))
+        if dep.health == "unhealthy" and dep.options.get("restart_on_unhealthy"):
+            policy = RestartPolicy("always")
+        self.store.update_deployment(name, health=None)
         if policy.should_restart(code, dep.restart_count):
             ran_for = time.time() - (dep.started_at or time.time())
             delay = self.backoffs.setdefault(name, Backoff()).next_delay(ran_for)
@@ -172,6 +180,23 @@ class Supervisor:
         elif policy.mode != "no":
             self.store.update_deployment(name, status="failed")
             self.lifecycle(name, "gave up", f"policy {policy} after {dep.restart_count} restarts")
+
+    def _start_health(self, dep: Deployment, url: str) -> None:
+        handle = self.handles.get(dep.name)
+        if handle is None:
+            return
+        check = HealthCheck.from_options(dep.options)
+
+        async def report(state: str) -> None:
+            self.store.update_deployment(dep.name, health=state)
+            self.lifecycle(dep.name, "health", state)
+            if state == "unhealthy" and dep.options.get("restart_on_unhealthy") and not handle.stopping:
+                self.lifecycle(dep.name, "killing", "unhealthy and --restart-on-unhealthy")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(handle.pid, signal.SIGKILL)  # _record_exit restarts it (the policy is forced)
+
+        started = dep.started_at or time.time()
+        handle.health = asyncio.get_running_loop().create_task(probe_loop(url, check, started, report))
 
     def schedule_restart(self, name: str, delay_s: float, why: str) -> None:
         self.store.update_deployment(name, status="restarting")
@@ -198,6 +223,8 @@ class Supervisor:
         code = None
         if handle is not None:
             handle.stopping = True
+            if handle.health is not None:
+                handle.health.cancel()
             code = await self._terminate(handle)
             self.handles.pop(name, None)
         if self.store.get_deployment(name) is not None:
@@ -242,6 +269,8 @@ class Supervisor:
                 if dep.status != "running":
                     self.store.update_deployment(dep.name, status="running")
                 self.lifecycle(dep.name, "adopted", f"pid={dep.pid} still running after tursid restart")
+                host = "127.0.0.1" if dep.host in ("0.0.0.0", "") else dep.host
+                self._start_health(dep, f"http://{host}:{dep.port}/ready")
             else:
                 self.store.update_deployment(
                     dep.name,
