@@ -40,7 +40,7 @@ def build_app(daemon: Daemon) -> web.Application:
         removed = remove_stale_staging(daemon.settings.artifacts_dir)
         if removed:
             log.info("removed %d half-made artifacts", removed)
-        daemon.supervisor.reconcile()
+        daemon.supervisor.reconcile(daemon.settings.artifacts_dir)
         await daemon.sampler.start()
         s = daemon.settings
         app[_ROTATION] = asyncio.get_running_loop().create_task(

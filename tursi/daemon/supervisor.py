@@ -252,13 +252,27 @@ class Supervisor:
         names = set(self.handles) | set(self.pending)
         await asyncio.gather(*(self.stop(name, reason=reason) for name in names))
 
-    def reconcile(self) -> None:
-        """After a restart: adopt live workers we started, mark the rest as exited, restart per policy."""
+    def reconcile(self, artifacts_dir: Path | None = None) -> None:
+        """After a restart: adopt live workers we started, kill orphans, mark the rest exited, restart per policy."""
         self._reconcile_active()
+        if artifacts_dir is not None:
+            self._kill_orphans(artifacts_dir)
         for dep in self.store.list_deployments(all=True):
             if dep.status in ("exited", "failed") and dep.name not in self.handles:
                 if RestartPolicy.parse(dep.options.get("restart")).restart_on_daemon_start(dep.reason):
                     self.schedule_restart(dep.name, 0.0, f"policy {dep.options.get('restart')} after tursid start")
+
+    def _kill_orphans(self, artifacts_dir: Path) -> None:
+        """Workers of this TURSI_HOME that no deployment owns (e.g. started just before a crash) are killed."""
+        owned = {h.pid for h in self.handles.values()}
+        marker = str(artifacts_dir)
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmd = proc.info.get("cmdline") or []
+            if "tursi.worker" in cmd and any(a.startswith(marker) for a in cmd) and proc.pid not in owned:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+                    log.warning("killed orphan worker pid=%d", proc.pid)
+                    self.store.add_event(None, "orphan killed", f"pid={proc.pid}")
 
     def _reconcile_active(self) -> None:
         for dep in self.store.list_deployments(all=False):
