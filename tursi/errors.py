@@ -152,6 +152,16 @@ class ServerBusy(TursiError):
         return {"Retry-After": str(self.extra.get("retry_after", 1))}
 
 
+class Unauthorized(TursiError):
+    code = "unauthorized"
+    title = "Missing or wrong API key"
+    http_status = 401
+    exit_code = 77  # EX_NOPERM
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="tursi"'}
+
+
 class RateLimited(TursiError):
     code = "rate_limited"
     title = "Too many requests"

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tursi.apikeys import check_key
 from tursi.daemon.health import HealthCheck
 from tursi.daemon.restart import RestartPolicy
 from tursi.errors import InvalidSpec, NotSupported
@@ -37,6 +38,7 @@ class Options:
     restart: str = "no"
     health: dict[str, Any] = field(default_factory=dict)  # health_interval/timeout/retries/start_period
     restart_on_unhealthy: bool = False
+    api_key: str | None = None  # plain key, in memory only: the deployment stores its sha256
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Options:
@@ -78,6 +80,9 @@ class Options:
         on_unhealthy = body.get("restart_on_unhealthy", False)
         if not isinstance(on_unhealthy, bool):
             raise InvalidSpec("'restart_on_unhealthy' must be true or false", param="restart_on_unhealthy")
+        key = body.get("api_key")
+        if key is not None and not isinstance(key, str):
+            raise InvalidSpec("--api-key must be a string or 'auto'", param="api_key")
         return cls(
             quant,
             bits,
@@ -93,6 +98,7 @@ class Options:
             policy,
             health,
             on_unhealthy,
+            check_key(key) if key else None,
         )
 
 

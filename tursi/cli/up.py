@@ -82,6 +82,12 @@ from tursi.client import problem_to_error
     is_flag=True,
     help="Restart the worker when it turns unhealthy (Docker never does; opt in here).",
 )
+@click.option(
+    "--api-key",
+    metavar="KEY|auto",
+    help="Require this API key (Bearer) on the inference routes; "
+    "'auto' generates one and prints it once. /health, /ready and /metrics stay open.",
+)
 @pass_cli
 def up_cmd(
     cli: CliContext,
@@ -106,6 +112,7 @@ def up_cmd(
     health_retries: int | None,
     health_start_period: float | None,
     restart_on_unhealthy: bool,
+    api_key: str | None,
 ) -> None:
     """Deploy MODEL: an alias (minilm, smollm2), a Hugging Face folder, a .gguf file or a hub id."""
     body: dict[str, Any] = {
@@ -130,6 +137,7 @@ def up_cmd(
         "health_retries": health_retries,
         "health_start_period": health_start_period,
         "restart_on_unhealthy": restart_on_unhealthy,
+        "api_key": api_key,
     }
     progress = render.Progress()
     ok = False
@@ -150,6 +158,8 @@ def up_cmd(
                 progress.close(ok=True)
                 dep = event["deployment"]
                 render.out(f"{dep['name']} is ready: {dep['endpoint']}")
+                if event.get("api_key"):
+                    render.out(f"API key (shown once, store it now): {event['api_key']}")
                 return
     finally:
         progress.close(ok=ok)

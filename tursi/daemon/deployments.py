@@ -13,6 +13,7 @@ import psutil
 from aiohttp import web
 
 from converters import cache
+from tursi.apikeys import digest as key_digest
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.conversion import run_conversion
 from tursi.daemon.logfiles import parse_since, read_lines
@@ -165,7 +166,10 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
 
     try:
         dep = await _bring_up(daemon, ref, plan, opts, name, host, port, emit)
-        await emit({"event": "ready", "deployment": dep.to_dict()})
+        ready: dict[str, Any] = {"event": "ready", "deployment": dep.to_dict()}
+        if body.get("api_key") == "auto":
+            ready["api_key"] = opts.api_key  # generated: shown this once, stored only as a hash
+        await emit(ready)
     except Exception as e:  # streamed as a problem event: the status line is already sent
         if not isinstance(e, TursiError):
             log.exception("up failed")
@@ -214,6 +218,7 @@ async def _bring_up(
             "rate_limit": opts.rate_limit,
             "restart": opts.restart,
             "restart_on_unhealthy": opts.restart_on_unhealthy,
+            "api_key_sha256": key_digest(opts.api_key) if opts.api_key else None,
             **opts.health,
             "bits": opts.bits,
             "quantization_scheme": opts.quantization,

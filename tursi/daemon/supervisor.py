@@ -92,6 +92,8 @@ class Supervisor:
             str(opts.get("max_queue", 32)),
             "--rate-limit",
             opts.get("rate_limit") or "",
+            "--api-key-sha256",
+            opts.get("api_key_sha256") or "",
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ctx-size", type=int, default=0)
     parser.add_argument("--max-queue", type=int, default=32)
     parser.add_argument("--rate-limit", default="")
+    parser.add_argument("--api-key-sha256", default="", help="sha256 of the API key inference routes require")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     manifest = json.loads((args.artifact / "manifest.json").read_text(encoding="utf-8"))
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx_size=args.ctx_size,
         max_queue=args.max_queue,
         limiter=RateLimiter(parse_rate_limit(args.rate_limit)) if args.rate_limit else None,
+        api_key_sha256=args.api_key_sha256 or None,
     )
     logging.getLogger(__name__).info(
         "worker pid=%d name=%s serving on http://%s:%d", os.getpid(), args.name, args.host, args.port

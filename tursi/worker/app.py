@@ -13,7 +13,7 @@ from aiohttp import web
 from tursi.errors import NotReady
 from tursi.problem import problem_middleware
 from tursi.worker import embeddings, generation, tasks
-from tursi.worker.limits import add_rate_headers, rate_limit_middleware
+from tursi.worker.limits import add_rate_headers, api_key_middleware, rate_limit_middleware
 from tursi.worker.state import STATE, WorkerState
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,9 @@ _LOADER = web.AppKey("loader", asyncio.Task)
 
 
 def build_app(state: WorkerState) -> web.Application:
-    app = web.Application(middlewares=[problem_middleware, rate_limit_middleware], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[problem_middleware, api_key_middleware, rate_limit_middleware], client_max_size=MAX_BODY
+    )
     app.on_response_prepare.append(add_rate_headers)
     app[STATE] = state
     app.add_routes(routes)

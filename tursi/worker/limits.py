@@ -7,17 +7,38 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from tursi.errors import RateLimited
+from tursi.apikeys import matches
+from tursi.errors import RateLimited, Unauthorized
 from tursi.ratelimit import Decision
 from tursi.worker.state import STATE
 
 DECISION = web.RequestKey("rate_decision", Decision)
 
 
+OPEN_PATHS = ("/health", "/ready", "/metrics")
+
+
+def presented_key(request: web.Request) -> str:
+    auth = request.headers.get("Authorization", "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("X-Api-Key", "")
+
+
+@web.middleware
+async def api_key_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    st = request.app[STATE]
+    if st.api_key_sha256 and request.path not in OPEN_PATHS:
+        key = presented_key(request)
+        if not key or not matches(key, st.api_key_sha256):
+            st.metrics.observe(request.path, 401, 0.0)
+            raise Unauthorized("this endpoint needs an API key: Authorization: Bearer <key> (or X-Api-Key)")
+    return await handler(request)
+
+
 def client_id(request: web.Request) -> str:
     """The API key when one is sent (hashed: keys never sit in memory tables or logs), else the address."""
-    auth = request.headers.get("Authorization", "")
-    key = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("X-Api-Key", "")
+    key = presented_key(request)
     if key:
         return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
     return "addr:" + (request.remote or "unknown")

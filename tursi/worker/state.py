@@ -28,6 +28,7 @@ class WorkerState:
     ctx_size: int = 0
     max_queue: int = 32
     limiter: RateLimiter | None = None
+    api_key_sha256: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     runtime: Any = None
     load_error: str | None = None
