@@ -54,9 +54,10 @@ def problem_to_error(body: dict[str, Any]) -> TursiError:
 
 
 class ControlClient:
-    def __init__(self, url: str, *, timeout: float | None = 30.0) -> None:
+    def __init__(self, url: str, *, timeout: float | None = 30.0, token: str | None = None) -> None:
         self.url = url
         self.timeout = timeout
+        self.token = token
         parsed = urlparse(url)
         self.scheme = parsed.scheme
         if parsed.scheme == "unix":
@@ -85,6 +86,8 @@ class ControlClient:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         conn = self._conn(timeout if timeout is not None else self.timeout)
         headers = {"Accept": "application/json"}
+        if self.token and self.scheme != "unix":
+            headers["Authorization"] = f"Bearer {self.token}"
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -151,7 +154,7 @@ def daemon_url(settings: Settings, override: str | None = None) -> str:
 def connect(settings: Settings, override: str | None = None) -> ControlClient:
     """A client for the chosen daemon; starts a local tursid in the background when none answers."""
     url = daemon_url(settings, override)
-    client = ControlClient(url)
+    client = ControlClient(url, token=settings.token)
     local_default = url == f"unix://{settings.socket_path}"
     if not local_default or not settings.autostart or client.healthy():
         return client

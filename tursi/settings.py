@@ -17,6 +17,7 @@ def _default_home(env: Mapping[str, str]) -> Path:
 class Settings:
     home: Path
     host: str | None = None  # TURSI_HOST: unix:///path or http(s)://host:port
+    token: str | None = None  # TURSI_TOKEN: bearer token for a daemon over TCP
     autostart: bool = True
     debug: bool = False
     stop_grace_s: float = 10.0
@@ -31,6 +32,7 @@ class Settings:
         return cls(
             home=home.expanduser().absolute(),
             host=env.get("TURSI_HOST") or None,
+            token=env.get("TURSI_TOKEN") or None,
             autostart=env.get("TURSI_NO_AUTOSTART", "") in ("", "0"),
             debug=env.get("TURSI_DEBUG", "") not in ("", "0"),
             stop_grace_s=float(env.get("TURSI_STOP_GRACE", "10")),

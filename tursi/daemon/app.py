@@ -16,6 +16,7 @@ from tursi.daemon import artifacts, deployments, system
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.lock import InstanceLock
 from tursi.daemon.logfiles import rotation_loop
+from tursi.daemon.remote import TokenGuard, guard_middleware
 from tursi.daemon.sampler import Sampler
 from tursi.daemon.supervisor import Supervisor
 from tursi.hardware import detect_cached
@@ -30,7 +31,8 @@ _ROTATION = web.AppKey("rotation", asyncio.Task)
 
 
 def build_app(daemon: Daemon) -> web.Application:
-    app = web.Application(middlewares=[problem_middleware], client_max_size=1024 * 1024)
+    guard = guard_middleware(TokenGuard(daemon.settings.home))
+    app = web.Application(middlewares=[problem_middleware, guard], client_max_size=1024 * 1024)
     app[DAEMON] = daemon
     app.add_routes(system.routes)
     app.add_routes(deployments.routes)
@@ -57,7 +59,7 @@ def build_app(daemon: Daemon) -> web.Application:
     return app
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, listen: tuple[str, int] | None = None) -> int:
     settings.ensure_dirs()
     lock = InstanceLock(settings.lock_path)
     lock.acquire()
@@ -74,7 +76,7 @@ def serve(settings: Settings) -> int:
         sock.unlink(missing_ok=True)  # stale: we hold the lock, so no live daemon owns it
         app = build_app(daemon)
         log.info("tursid pid=%d listening on unix://%s", os.getpid(), sock)
-        asyncio.run(_run(app, sock, settings.stop_grace_s))
+        asyncio.run(_run(app, sock, settings.stop_grace_s, listen))
         store.close()
         Path(sock).unlink(missing_ok=True)
         return 0
@@ -90,7 +92,7 @@ def configure_logging(debug: bool) -> None:
     )
 
 
-async def _run(app: web.Application, sock: Path, grace_s: float) -> None:
+async def _run(app: web.Application, sock: Path, grace_s: float, listen: tuple[str, int] | None = None) -> None:
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=grace_s)
     await runner.setup()
     old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
@@ -99,6 +101,9 @@ async def _run(app: web.Application, sock: Path, grace_s: float) -> None:
     finally:
         os.umask(old_umask)
     os.chmod(sock, 0o600)
+    if listen is not None:
+        await web.TCPSite(runner, listen[0], listen[1]).start()
+        log.info("tursid also listening on tcp://%s:%d (token required)", *listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
