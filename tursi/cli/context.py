@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 
 import click
 
 from tursi.client import ControlClient, connect
+from tursi.contexts import ContextStore, config_path
 from tursi.settings import Settings
 
 
@@ -19,7 +21,13 @@ class CliContext:
     @property
     def client(self) -> ControlClient:
         if self._client is None:
-            self._client = connect(self.settings, self.daemon_url)
+            settings, url = self.settings, self.daemon_url
+            if url is None and settings.host is None:
+                ctx = ContextStore(config_path(os.environ)).current()
+                if ctx is not None:  # --daemon and TURSI_HOST win over the current context
+                    url = ctx["host"]
+                    settings = replace(settings, token=settings.token or ctx.get("token"))
+            self._client = connect(settings, url)
         return self._client
 
 

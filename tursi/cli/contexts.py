@@ -1,0 +1,57 @@
+"""`tursi context create|use|ls|rm`: named daemons, like `docker context`."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from tursi.cli import render
+from tursi.contexts import ContextStore, config_path
+
+
+def _store() -> ContextStore:
+    return ContextStore(config_path(os.environ))
+
+
+@click.group("context")
+def context_group() -> None:
+    """Manage named daemons (the current one is used when neither --daemon nor TURSI_HOST is given)."""
+
+
+@context_group.command("create")
+@click.argument("name")
+@click.option("--host", required=True, help="unix:///path or http(s)://host:port")
+@click.option("--token", help="Control token for a TCP daemon (kept in the 0600 contexts file).")
+def create_cmd(name: str, host: str, token: str | None) -> None:
+    """Create a context."""
+    _store().create(name, host, token)
+    render.out(name)
+
+
+@context_group.command("use")
+@click.argument("name")
+def use_cmd(name: str) -> None:
+    """Make NAME current ('default' is the local daemon)."""
+    _store().use(name)
+    render.out(f"current context is now {name}")
+
+
+@context_group.command("ls")
+def ls_cmd() -> None:
+    """List contexts; * marks the current one."""
+    data = _store().load()
+    rows = [["default" + (" *" if not data["current"] else ""), "local tursid (unix socket)"]]
+    rows += [[n + (" *" if n == data["current"] else ""), c["host"]] for n, c in sorted(data["contexts"].items())]
+    render.out(render.table(("NAME", "DAEMON"), rows))
+
+
+@context_group.command("rm")
+@click.argument("name")
+def rm_cmd(name: str) -> None:
+    """Remove a context."""
+    _store().remove(name)
+    render.out(name)
+
+
+COMMANDS = [context_group]

@@ -1,0 +1,69 @@
+"""Named daemon contexts, like `docker context`: a JSON file (0600: it may hold tokens) in the config dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tursi.errors import DeploymentExists, InvalidSpec, ModelNotFound
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def config_path(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME", os.path.expanduser("~")), ".config")
+    return Path(base) / "tursi" / "contexts.json"
+
+
+class ContextStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        return {"current": data.get("current"), "contexts": dict(data.get("contexts") or {})}
+
+    def save(self, data: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".contexts.")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:  # mkstemp files are 0600
+            json.dump(data, fh, indent=2, sort_keys=True)
+        os.replace(tmp, self.path)
+
+    def create(self, name: str, host: str, token: str | None) -> None:
+        if not NAME.match(name) or name == "default":
+            raise InvalidSpec("a context name is [a-z0-9][a-z0-9._-]{0,63} and not 'default'", param="name")
+        if not re.match(r"^(unix:///|https?://)", host):
+            raise InvalidSpec("--host must be unix:///path or http(s)://host:port", param="host")
+        data = self.load()
+        if name in data["contexts"]:
+            raise DeploymentExists(f"context '{name}' exists", hint=f"tursi context rm {name}")
+        data["contexts"][name] = {"host": host, "token": token}
+        self.save(data)
+
+    def use(self, name: str) -> None:
+        data = self.load()
+        if name != "default" and name not in data["contexts"]:
+            raise ModelNotFound(f"no context named '{name}'", hint="tursi context ls")
+        data["current"] = None if name == "default" else name
+        self.save(data)
+
+    def remove(self, name: str) -> None:
+        data = self.load()
+        if data["contexts"].pop(name, None) is None:
+            raise ModelNotFound(f"no context named '{name}'", hint="tursi context ls")
+        if data["current"] == name:
+            data["current"] = None
+        self.save(data)
+
+    def current(self) -> dict[str, Any] | None:
+        data = self.load()
+        return data["contexts"].get(data["current"]) if data["current"] else None
