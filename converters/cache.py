@@ -72,8 +72,11 @@ def remove_stale_staging(artifacts_dir: Path) -> int:
     """Delete leftovers of killed conversions (called by tursid at start)."""
     n = 0
     if artifacts_dir.is_dir():
-        for d in artifacts_dir.glob(".tmp-*"):
-            shutil.rmtree(d, ignore_errors=True)
+        for d in artifacts_dir.glob(".tmp-*"):  # staging directories and spooled uploads
+            if d.is_dir() and not d.is_symlink():
+                shutil.rmtree(d, ignore_errors=True)
+            else:
+                d.unlink(missing_ok=True)
             n += 1
     return n
 

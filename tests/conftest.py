@@ -52,9 +52,7 @@ class Env:
         return ControlClient(f"unix://{self.home / 'tursid.sock'}")
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    home = tmp_path / "home"
+def make_env(home: Path) -> Env:
     vars_ = {k: v for k, v in os.environ.items() if not k.startswith("TURSI_")}
     vars_.update(
         {
@@ -65,9 +63,11 @@ def env(tmp_path: Path) -> Iterator[Env]:
             "HF_HUB_OFFLINE": "1",
         }
     )
-    e = Env(home, vars_)
-    yield e
-    # whatever the test left running in this home: daemons (by their lock file), then workers
+    return Env(home, vars_)
+
+
+def stop_everything_in(home: Path) -> None:
+    """Whatever a test left running in a home: daemons (by their lock file), then workers."""
     lock = home / "tursid.lock"
     pid = lock.read_text().strip() if lock.exists() else ""
     if pid.isdigit() and _is_tursid(int(pid)):
@@ -78,6 +78,21 @@ def env(tmp_path: Path) -> Iterator[Env]:
             os.kill(worker, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    e = make_env(tmp_path / "home")
+    yield e
+    stop_everything_in(e.home)
+
+
+@pytest.fixture
+def device_env(tmp_path: Path) -> Iterator[Env]:
+    """A second TURSI_HOME on this machine: the "device" a bundle is loaded into."""
+    e = make_env(tmp_path / "device")
+    yield e
+    stop_everything_in(e.home)
 
 
 def _is_tursid(pid: int) -> bool:

@@ -5,10 +5,13 @@ The CLI must start fast, so no aiohttp/requests here.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlparse
 
-from tursi.errors import DaemonUnavailable, InternalError, TursiError, error_for_code
+from tursi.errors import DaemonUnavailable, InternalError, TlsMismatch, TursiError, error_for_code
 from tursi.settings import Settings
 
 
@@ -31,6 +34,37 @@ class _UnixConnection(http.client.HTTPConnection):
         s.settimeout(self.timeout)
         s.connect(self._path)
         self.sock = s
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """TLS where the daemon's certificate is trusted by its sha256 fingerprint (a self-signed cert on a
+    device), checked right after the handshake and before any request, token included, is sent."""
+
+    def __init__(self, netloc: str, fingerprint: str, timeout: float | None) -> None:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # replaced by the pin below
+        super().__init__(netloc, timeout=timeout, context=ctx)
+        self.fingerprint = normalize_fingerprint(fingerprint)
+
+    def connect(self) -> None:
+        super().connect()
+        der = self.sock.getpeercert(binary_form=True) or b""
+        got = hashlib.sha256(der).hexdigest()
+        if not hmac.compare_digest(got, self.fingerprint):
+            self.close()
+            raise TlsMismatch(
+                f"tursid at {self.host}:{self.port} presented certificate sha256:{got}, "
+                f"not the pinned sha256:{self.fingerprint}",
+                hint="check TURSI_TLS_FINGERPRINT (tursid prints its fingerprint at start)",
+            )
+
+
+def normalize_fingerprint(value: str) -> str:
+    hexdigits = value.lower().removeprefix("sha256:").replace(":", "").strip()
+    if len(hexdigits) != 64 or any(c not in "0123456789abcdef" for c in hexdigits):
+        raise DaemonUnavailable(f"TLS fingerprint {value!r} is not a sha256 (64 hex digits)")
+    return hexdigits
 
 
 def _error_from(status: int, raw: bytes) -> TursiError:
@@ -54,10 +88,20 @@ def problem_to_error(body: dict[str, Any]) -> TursiError:
 
 
 class ControlClient:
-    def __init__(self, url: str, *, timeout: float | None = 30.0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float | None = 30.0,
+        token: str | None = None,
+        tls_ca: str | None = None,
+        tls_fingerprint: str | None = None,
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self.token = token
+        self.tls_ca = tls_ca
+        self.tls_fingerprint = tls_fingerprint
         parsed = urlparse(url)
         self.scheme = parsed.scheme
         if parsed.scheme == "unix":
@@ -71,7 +115,11 @@ class ControlClient:
         if self.scheme == "unix":
             return _UnixConnection(self.socket_path, timeout)
         if self.scheme == "https":
-            return http.client.HTTPSConnection(self.netloc, timeout=timeout)
+            if self.tls_fingerprint:
+                return _PinnedHTTPSConnection(self.netloc, self.tls_fingerprint, timeout)
+            return http.client.HTTPSConnection(
+                self.netloc, timeout=timeout, context=ssl.create_default_context(cafile=self.tls_ca)
+            )
         return http.client.HTTPConnection(self.netloc, timeout=timeout)
 
     def _send(
@@ -81,6 +129,7 @@ class ControlClient:
         body: Any = None,
         query: dict[str, Any] | None = None,
         timeout: float | None = None,
+        upload: tuple[Any, int] | None = None,
     ) -> http.client.HTTPResponse:
         if query:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
@@ -92,9 +141,24 @@ class ControlClient:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        if upload is not None:  # (file object, length): streamed as the body
+            data, headers["Content-Length"] = upload[0], str(upload[1])
+            headers["Content-Type"] = "application/x-tar"
         try:
             conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()
+        except ssl.SSLError as e:
+            conn.close()
+            raise DaemonUnavailable(
+                f"TLS with tursid at {self.url} failed: {e.reason or e}",
+                hint="trust its certificate: TURSI_TLS_FINGERPRINT=sha256:... or TURSI_TLS_CA=cert.pem",
+            ) from e
+        except BrokenPipeError as e:  # the daemon refused an upload early (e.g. over its cap): read why
+            try:
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                raise DaemonUnavailable(f"tursid at {self.url} closed the connection: {e}") from e
         except (TimeoutError, FileNotFoundError, ConnectionRefusedError, ConnectionResetError, OSError) as e:
             conn.close()
             raise DaemonUnavailable(
@@ -135,6 +199,19 @@ class ControlClient:
             if line.strip():
                 yield json.loads(line)
 
+    def upload(self, path: str, fileobj: Any, length: int, query: dict[str, Any] | None = None) -> Any:
+        """POST a file as the request body (a bundle), streamed; returns the JSON answer."""
+        resp = self._send("POST", path, None, query, timeout=None, upload=(fileobj, length))
+        try:
+            return json.loads(resp.read() or b"null")
+        finally:
+            resp.close()
+
+    def download(self, path: str, query: dict[str, Any] | None = None) -> tuple[http.client.HTTPResponse, int]:
+        """A streamed GET: the open response and its Content-Length (-1 when unknown)."""
+        resp = self._send("GET", path, None, query, timeout=None)
+        return resp, int(resp.getheader("Content-Length") or -1)
+
     def healthy(self) -> bool:
         try:
             self._send("GET", "/health", timeout=2.0).close()
@@ -154,7 +231,7 @@ def daemon_url(settings: Settings, override: str | None = None) -> str:
 def connect(settings: Settings, override: str | None = None) -> ControlClient:
     """A client for the chosen daemon; starts a local tursid in the background when none answers."""
     url = daemon_url(settings, override)
-    client = ControlClient(url, token=settings.token)
+    client = ControlClient(url, token=settings.token, tls_ca=settings.tls_ca, tls_fingerprint=settings.tls_fingerprint)
     local_default = url == f"unix://{settings.socket_path}"
     if not local_default or not settings.autostart or client.healthy():
         return client

@@ -38,7 +38,9 @@ class ContextStore:
             json.dump(data, fh, indent=2, sort_keys=True)
         os.replace(tmp, self.path)
 
-    def create(self, name: str, host: str, token: str | None) -> None:
+    def create(
+        self, name: str, host: str, token: str | None, tls_ca: str | None = None, tls_fingerprint: str | None = None
+    ) -> None:
         if not NAME.match(name) or name == "default":
             raise InvalidSpec("a context name is [a-z0-9][a-z0-9._-]{0,63} and not 'default'", param="name")
         if not re.match(r"^(unix:///|https?://)", host):
@@ -46,7 +48,7 @@ class ContextStore:
         data = self.load()
         if name in data["contexts"]:
             raise DeploymentExists(f"context '{name}' exists", hint=f"tursi context rm {name}")
-        data["contexts"][name] = {"host": host, "token": token}
+        data["contexts"][name] = {"host": host, "token": token, "tls_ca": tls_ca, "tls_fingerprint": tls_fingerprint}
         self.save(data)
 
     def use(self, name: str) -> None:

@@ -172,6 +172,41 @@ class RateLimited(TursiError):
         return dict(self.extra.pop("_headers", {})) if "_headers" in self.extra else {}
 
 
+class DigestMismatch(TursiError):
+    code = "digest_mismatch"
+    title = "A file does not match its checksum"
+    http_status = 422
+    exit_code = 65
+
+
+class UnsafeBundle(TursiError):
+    code = "unsafe_bundle"
+    title = "The bundle is malformed or unsafe to unpack"
+    http_status = 422
+    exit_code = 65
+
+
+class BundleTooLarge(TursiError):
+    code = "bundle_too_large"
+    title = "The bundle is over the size cap"
+    http_status = 413
+    exit_code = 65
+
+
+class TargetMismatch(TursiError):
+    code = "target_mismatch"
+    title = "The bundle was built for other hardware"
+    http_status = 409
+    exit_code = 65
+
+
+class TlsMismatch(TursiError):
+    code = "tls_mismatch"
+    title = "The daemon's TLS certificate is not the expected one"
+    http_status = 495
+    exit_code = 77
+
+
 class InternalError(TursiError):
     code = "internal_error"
     title = "Internal error"

@@ -38,7 +38,7 @@ ARM_FEATURES = {
     "sve2": "sve2",
     "bf16": "bf16",
 }
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "platform" / "profiles"
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"  # platform/profiles links here
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,9 @@ class Settings:
     sample_interval_s: float = 2.0
     log_max_bytes: int = 10 * 1024 * 1024
     log_files: int = 3  # rotated files kept besides the current one
+    max_bundle_bytes: int = 64 << 30  # TURSI_MAX_BUNDLE_BYTES: cap on an imported bundle and on any file in it
+    tls_ca: str | None = None  # TURSI_TLS_CA: CA/certificate file that signs the daemon's TLS certificate
+    tls_fingerprint: str | None = None  # TURSI_TLS_FINGERPRINT: sha256 of the daemon's certificate (pinned)
 
     @classmethod
     def load(cls, env: Mapping[str, str]) -> Settings:
@@ -40,6 +43,9 @@ class Settings:
             sample_interval_s=float(env.get("TURSI_SAMPLE_INTERVAL", "2")),
             log_max_bytes=int(env.get("TURSI_LOG_MAX_BYTES", str(10 * 1024 * 1024))),
             log_files=int(env.get("TURSI_LOG_FILES", "3")),
+            max_bundle_bytes=int(env.get("TURSI_MAX_BUNDLE_BYTES", str(64 << 30))),
+            tls_ca=env.get("TURSI_TLS_CA") or None,
+            tls_fingerprint=env.get("TURSI_TLS_FINGERPRINT") or None,
         )
 
     @property

@@ -1,58 +1,121 @@
-"""tursid over TCP: the token is shown once and stored hashed, wrong or missing tokens get 401, repeated
-failures are throttled, rotation takes effect at once; the Unix socket needs no token."""
+"""tursid over TCP: TLS with a self-signed certificate made at first start (clients pin its fingerprint or
+trust it as a CA), a token shown once and stored hashed, 401 for a wrong or missing token, throttling of
+repeated failures, rotation at once; non-loopback listens without a token or TLS refuse to start."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import DAEMON, Env, wait_for
 from tests.integration.test_lifecycle import free_port
 from tursi.client import ControlClient
-from tursi.errors import RateLimited, Unauthorized
+from tursi.errors import DaemonUnavailable, RateLimited, TlsMismatch, Unauthorized
+
+CLI = [sys.executable, "-m", "tursi.cli"]
 
 
-def test_tcp_control_with_token(env: Env) -> None:
-    import pytest
+def start_tcp_daemon(env: Env, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    env.home.mkdir(parents=True, exist_ok=True)
+    log = env.home / "stderr.txt"
+    with log.open("w") as err:
+        proc = subprocess.Popen([*DAEMON, *args], env=env.vars, stderr=err, stdout=subprocess.DEVNULL)
+    return proc, log
 
+
+def said(log: Path, marker: str) -> str:
+    """The word after ``marker`` in tursid's stderr, once it is there."""
+    text = wait_for(lambda: marker in log.read_text() and log.read_text(), timeout=30)
+    return text.split(marker, 1)[1].split()[0]
+
+
+def test_tcp_control_with_tls_and_token(env: Env) -> None:
     port = free_port()
-    env.home.mkdir(parents=True)
-    err = (env.home / "stderr.txt").open("w")
-    proc = subprocess.Popen(
-        [*DAEMON, "--listen", f"127.0.0.1:{port}"], env=env.vars, stderr=err, stdout=subprocess.DEVNULL
-    )
+    proc, log = start_tcp_daemon(env, "--listen", f"127.0.0.1:{port}")
     try:
-        wait_for(lambda: "control token" in (env.home / "stderr.txt").read_text(), timeout=20)
-        token = (env.home / "stderr.txt").read_text().split("TURSI_TOKEN): ", 1)[1].split()[0]
+        token = said(log, "TURSI_TOKEN): ")
+        fingerprint = said(log, "TLS certificate ")
+        assert fingerprint.startswith("sha256:")
         stored = (env.home / "control-token.sha256").read_text()
         assert token not in stored
         assert oct((env.home / "control-token.sha256").stat().st_mode & 0o777) == "0o600"
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: ControlClient(url, token=token).healthy(), timeout=20)
-        remote = {**env.vars, "TURSI_HOST": url, "TURSI_TOKEN": token}
-        ps = subprocess.run([sys.executable, "-m", "tursi.cli", "ps"], env=remote, capture_output=True, text=True)
+        assert oct((env.home / "tls" / "tursid.key").stat().st_mode & 0o777) == "0o600"
+        url = f"https://127.0.0.1:{port}"
+        pinned = ControlClient(url, token=token, tls_fingerprint=fingerprint)
+        wait_for(pinned.healthy, timeout=20)
+        remote = {**env.vars, "TURSI_HOST": url, "TURSI_TOKEN": token, "TURSI_TLS_FINGERPRINT": fingerprint}
+        ps = subprocess.run([*CLI, "ps"], env=remote, capture_output=True, text=True)
         assert ps.returncode == 0, ps.stderr
         assert ps.stdout.startswith("NAME")
-        wrong = subprocess.run(
-            [sys.executable, "-m", "tursi.cli", "ps"],
-            env={**remote, "TURSI_TOKEN": "nope"},
-            capture_output=True,
-            text=True,
-        )
+        # the certificate as a CA file: verified chain and host name (127.0.0.1 is in its SANs)
+        by_ca = ControlClient(url, token=token, tls_ca=str(env.home / "tls" / "tursid.crt"))
+        assert by_ca.request("GET", "/v1/system")["hardware"]
+        with pytest.raises(DaemonUnavailable, match="TLS"):  # not trusted by the system store
+            ControlClient(url, token=token).request("GET", "/v1/system")
+        with pytest.raises(TlsMismatch):  # another pin: refused before the token is sent
+            ControlClient(url, token=token, tls_fingerprint="sha256:" + "0" * 64).request("GET", "/v1/system")
+        with pytest.raises(DaemonUnavailable):  # plain HTTP to the TLS port
+            ControlClient(f"http://127.0.0.1:{port}", token=token).request("GET", "/v1/system")
+        wrong = subprocess.run([*CLI, "ps"], env={**remote, "TURSI_TOKEN": "nope"}, capture_output=True, text=True)
         assert wrong.returncode == 77
         assert "needs its token" in wrong.stderr
         with pytest.raises(Unauthorized):
-            ControlClient(url).request("GET", "/v1/deployments")
+            ControlClient(url, tls_fingerprint=fingerprint).request("GET", "/v1/deployments")
         assert env.client.healthy()  # the local socket needs no token
         for _ in range(3):
             with pytest.raises(Unauthorized):
-                ControlClient(url, token="bad").request("GET", "/v1/system")
+                ControlClient(url, token="bad", tls_fingerprint=fingerprint).request("GET", "/v1/system")
         with pytest.raises(RateLimited):  # five failures in a minute from one address: throttled
-            ControlClient(url, token=token).request("GET", "/v1/system")
+            pinned.request("GET", "/v1/system")
         rotated = subprocess.run([*DAEMON, "--rotate-token"], env=env.vars, capture_output=True, text=True)
         assert rotated.returncode == 0
         assert "control token" in rotated.stderr
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        err.close()
+    # a restart keeps the certificate (clients' pins stay valid) and shows no new token
+    proc, log = start_tcp_daemon(env, "--listen", f"127.0.0.1:{port}")
+    try:
+        assert said(log, "TLS certificate ") == fingerprint
+        assert "TURSI_TOKEN" not in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--listen", "0.0.0.0:{port}", "--no-auth"], "without a token"),
+        (["--listen", "0.0.0.0:{port}", "--no-tls"], "plain HTTP"),
+        (["--no-auth"], "apply to --listen"),
+        (["--listen", "127.0.0.1:{port}", "--tls-cert", "/nonexistent.pem"], "go together"),
+        (["--listen", "nonsense"], "HOST:PORT"),
+    ],
+)
+def test_unsafe_listen_refuses_to_start(env: Env, args: list[str], message: str) -> None:
+    port = free_port()
+    env.home.mkdir(parents=True)
+    proc = subprocess.run(
+        [*DAEMON, *(a.format(port=port) for a in args)], env=env.vars, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 64
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (env.home / "tursid.sock").exists()
+
+
+def test_loopback_without_token_or_tls_is_allowed(env: Env) -> None:
+    port = free_port()
+    proc, log = start_tcp_daemon(env, "--listen", f"127.0.0.1:{port}", "--no-auth", "--no-tls")
+    try:
+        client = ControlClient(f"http://127.0.0.1:{port}")
+        wait_for(client.healthy, timeout=20)
+        assert client.request("GET", "/v1/deployments") == []
+        assert not (env.home / "control-token.sha256").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

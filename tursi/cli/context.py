@@ -26,7 +26,12 @@ class CliContext:
                 ctx = ContextStore(config_path(os.environ)).current()
                 if ctx is not None:  # --daemon and TURSI_HOST win over the current context
                     url = ctx["host"]
-                    settings = replace(settings, token=settings.token or ctx.get("token"))
+                    settings = replace(
+                        settings,
+                        token=settings.token or ctx.get("token"),
+                        tls_ca=settings.tls_ca or ctx.get("tls_ca"),
+                        tls_fingerprint=settings.tls_fingerprint or ctx.get("tls_fingerprint"),
+                    )
             self._client = connect(settings, url)
         return self._client
 

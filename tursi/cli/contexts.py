@@ -23,9 +23,13 @@ def context_group() -> None:
 @click.argument("name")
 @click.option("--host", required=True, help="unix:///path or http(s)://host:port")
 @click.option("--token", help="Control token for a TCP daemon (kept in the 0600 contexts file).")
-def create_cmd(name: str, host: str, token: str | None) -> None:
+@click.option("--tls-fingerprint", metavar="SHA256", help="Pin the daemon's certificate (tursid prints it at start).")
+@click.option(
+    "--tls-ca", type=click.Path(exists=True, dir_okay=False, resolve_path=True), help="CA file for its certificate."
+)
+def create_cmd(name: str, host: str, token: str | None, tls_fingerprint: str | None, tls_ca: str | None) -> None:
     """Create a context."""
-    _store().create(name, host, token)
+    _store().create(name, host, token, tls_ca, tls_fingerprint)
     render.out(name)
 
 

@@ -113,3 +113,44 @@ class Progress:
             self._ticker.join()
         with self._lock:
             self._finish_locked("done" if ok else "failed")
+
+
+class Transfer:
+    """Byte progress for uploads and downloads: a ticking line on a terminal, start and end lines otherwise."""
+
+    def __init__(self, label: str, total: int, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.label, self.total, self.done = label, total, 0
+        self.started = self.last = time.monotonic()
+        if not self.tty:
+            self.stream.write(f"{label} ({human_size(total) if total >= 0 else 'unknown size'}) ...\n")
+            self.stream.flush()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.tty and now - self.last >= 0.1:
+            self.last = now
+            pct = f" {100 * self.done / self.total:5.1f}%" if self.total > 0 else ""
+            self.stream.write(f"\r{self.label} {human_size(self.done)} / {human_size(self.total)}{pct}\x1b[K")
+            self.stream.flush()
+
+    def close(self) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = human_size(self.done / elapsed)
+        line = f"{self.label} {human_size(self.done)} in {elapsed:.1f}s ({rate}/s)"
+        self.stream.write(f"\r✔ {line}\x1b[K\n" if self.tty else f"{line}\n")
+        self.stream.flush()
+
+
+class CountingReader:
+    """Wraps a binary file so reads report progress (http.client sends a file body by read())."""
+
+    def __init__(self, fh: Any, transfer: Transfer) -> None:
+        self.fh, self.transfer = fh, transfer
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.transfer.advance(len(data))
+        return data

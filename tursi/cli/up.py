@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
 
 from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
+from tursi.cli.transfer import send_bundle
 from tursi.client import problem_to_error
 
 
@@ -114,7 +116,8 @@ def up_cmd(
     restart_on_unhealthy: bool,
     api_key: str | None,
 ) -> None:
-    """Deploy MODEL: an alias (minilm, smollm2), a Hugging Face folder, a .gguf file or a hub id."""
+    """Deploy MODEL: an alias (minilm, smollm2), a Hugging Face folder, a .gguf file, a hub id,
+    a .tursi bundle or the key of a built artifact (see `tursi images`)."""
     body: dict[str, Any] = {
         "model": model,
         "name": name,
@@ -139,12 +142,23 @@ def up_cmd(
         "restart_on_unhealthy": restart_on_unhealthy,
         "api_key": api_key,
     }
+    if model.endswith(".tursi") and os.path.isfile(model):  # a bundle: load it, then deploy what it holds
+        loaded = send_bundle(cli, model, force=False)
+        body["model"] = loaded["key"]
+        body["quantization"] = None  # decided when it was built
+    event = follow(cli, "/v1/deployments", {k: v for k, v in body.items() if v is not None}, "ready")
+    dep = event["deployment"]
+    render.out(f"{dep['name']} is ready: {dep['endpoint']}")
+    if event.get("api_key"):
+        render.out(f"API key (shown once, store it now): {event['api_key']}")
+
+
+def follow(cli: CliContext, path: str, body: dict[str, Any], final: str) -> dict[str, Any]:
+    """POST and render an NDJSON progress stream; returns the ``final`` event, raises the streamed error."""
     progress = render.Progress()
     ok = False
     try:
-        for event in cli.client.stream_events(
-            "POST", "/v1/deployments", {k: v for k, v in body.items() if v is not None}
-        ):
+        for event in cli.client.stream_events("POST", path, body):
             kind = event.get("event")
             if kind == "stage":
                 progress.stage(f"[{event['step']}/{event['steps']}] {event['message']}")
@@ -153,17 +167,13 @@ def up_cmd(
             elif kind == "error":
                 progress.close(ok=False)
                 raise problem_to_error(event)
-            elif kind == "ready":
+            elif kind == final:
                 ok = True
                 progress.close(ok=True)
-                dep = event["deployment"]
-                render.out(f"{dep['name']} is ready: {dep['endpoint']}")
-                if event.get("api_key"):
-                    render.out(f"API key (shown once, store it now): {event['api_key']}")
-                return
+                return event
     finally:
         progress.close(ok=ok)
-    raise click.ClickException("tursid closed the stream before the deployment was ready; see `tursi logs`")
+    raise click.ClickException("tursid closed the stream before it finished; see `tursi logs`")
 
 
 COMMANDS = [up_cmd]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import ssl
 import sys
+from pathlib import Path
+from typing import Any
 
 from tursi.errors import TursiError
 
@@ -16,28 +19,68 @@ def main(argv: list[str] | None = None) -> int:
     from tursi.settings import Settings
 
     parser = argparse.ArgumentParser(prog="tursid", description="The Tursi daemon.")
-    parser.add_argument("--listen", metavar="HOST:PORT", help="also serve the control API over TCP (token required)")
+    parser.add_argument(
+        "--listen", metavar="HOST:PORT", help="also serve the control API over TCP: TLS and a token by default"
+    )
+    parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (default: a self-signed one made once)")
+    parser.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
+    parser.add_argument("--no-tls", action="store_true", help="plain HTTP over TCP (loopback addresses only)")
+    parser.add_argument("--no-auth", action="store_true", help="no token over TCP (loopback addresses only)")
     parser.add_argument("--rotate-token", action="store_true", help="make a new control token, print it, exit")
     args = parser.parse_args(argv)
     settings = Settings.load(os.environ)
     configure_logging(settings.debug)
     settings.ensure_dirs()
+    try:
+        listen = parse_listen(args.listen) if args.listen else None
+        tls = _tls(args, settings, listen)
+    except ValueError as e:
+        sys.stderr.write(f"tursid: {e}\n")
+        return 64
     # a local daemon (Unix socket only) needs no token; the first TCP start makes one
-    token = ensure_token(settings.home, rotate=args.rotate_token) if args.listen or args.rotate_token else None
+    needs_token = (listen is not None and not args.no_auth) or args.rotate_token
+    token = ensure_token(settings.home, rotate=args.rotate_token) if needs_token else None
     if token:  # shown once; only its sha256 is kept
         sys.stderr.write(f"tursid: control token (shown once, use as TURSI_TOKEN): {token}\n")
     if args.rotate_token:
         return 0
     try:
-        listen = parse_listen(args.listen) if args.listen else None
-    except ValueError as e:
-        sys.stderr.write(f"tursid: {e}\n")
-        return 64
-    try:
-        return serve(settings, listen)
+        return serve(settings, listen, tls=tls, require_token=not args.no_auth)
     except TursiError as e:
         sys.stderr.write(f"tursid: {e.detail}\n")
         return e.exit_code
+
+
+def _tls(args: Any, settings: Any, listen: tuple[str, int] | None) -> Any:
+    """The server SSL context for --listen, or None; ValueError for a refused combination."""
+    from tursi.daemon import tls
+    from tursi.daemon.remote import is_loopback
+
+    if listen is None:
+        if args.no_tls or args.no_auth or args.tls_cert or args.tls_key:
+            raise ValueError("--no-tls, --no-auth and --tls-* apply to --listen")
+        return None
+    loopback = is_loopback(listen[0])
+    if args.no_auth and not loopback:
+        raise ValueError(f"refusing to listen on {listen[0]} without a token: --no-auth is for loopback only")
+    if args.no_tls:
+        if not loopback:
+            raise ValueError(f"refusing plain HTTP on {listen[0]}: tokens would cross the network in clear text")
+        return None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if args.tls_cert:
+        cert, key = Path(args.tls_cert), Path(args.tls_key)
+    else:
+        cert, key, made = tls.ensure_self_signed(settings.home / "tls", listen[0])
+        if made:
+            sys.stderr.write(f"tursid: made a self-signed TLS certificate: {cert}\n")
+    try:
+        context = tls.server_context(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"cannot use the TLS certificate {cert}: {e}") from None
+    sys.stderr.write(f"tursid: TLS certificate {tls.fingerprint(cert)} (clients pin it as TURSI_TLS_FINGERPRINT)\n")
+    return context
 
 
 if __name__ == "__main__":

@@ -6,13 +6,14 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 
 from aiohttp import web
 
 from converters.cache import remove_stale_staging
-from tursi.daemon import artifacts, deployments, system
+from tursi.daemon import artifacts, bundles, deployments, system
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.lock import InstanceLock
 from tursi.daemon.logfiles import rotation_loop
@@ -30,12 +31,15 @@ log = logging.getLogger(__name__)
 _ROTATION = web.AppKey("rotation", asyncio.Task)
 
 
-def build_app(daemon: Daemon) -> web.Application:
-    guard = guard_middleware(TokenGuard(daemon.settings.home))
-    app = web.Application(middlewares=[problem_middleware, guard], client_max_size=1024 * 1024)
+def build_app(daemon: Daemon, require_token: bool = True) -> web.Application:
+    middlewares = [problem_middleware]
+    if require_token:  # TCP requests need the token; the Unix socket's 0600 mode is its own check
+        middlewares.append(guard_middleware(TokenGuard(daemon.settings.home)))
+    app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
     app[DAEMON] = daemon
     app.add_routes(system.routes)
     app.add_routes(deployments.routes)
+    app.add_routes(bundles.routes)  # before artifacts: /v1/artifacts/load and /build are not keys
     app.add_routes(artifacts.routes)
 
     async def on_startup(app: web.Application) -> None:
@@ -59,7 +63,12 @@ def build_app(daemon: Daemon) -> web.Application:
     return app
 
 
-def serve(settings: Settings, listen: tuple[str, int] | None = None) -> int:
+def serve(
+    settings: Settings,
+    listen: tuple[str, int] | None = None,
+    tls: ssl.SSLContext | None = None,
+    require_token: bool = True,
+) -> int:
     settings.ensure_dirs()
     lock = InstanceLock(settings.lock_path)
     lock.acquire()
@@ -74,9 +83,9 @@ def serve(settings: Settings, listen: tuple[str, int] | None = None) -> int:
         )
         sock = settings.socket_path
         sock.unlink(missing_ok=True)  # stale: we hold the lock, so no live daemon owns it
-        app = build_app(daemon)
+        app = build_app(daemon, require_token)
         log.info("tursid pid=%d listening on unix://%s", os.getpid(), sock)
-        asyncio.run(_run(app, sock, settings.stop_grace_s, listen))
+        asyncio.run(_run(app, sock, settings.stop_grace_s, listen, tls))
         store.close()
         Path(sock).unlink(missing_ok=True)
         return 0
@@ -92,7 +101,13 @@ def configure_logging(debug: bool) -> None:
     )
 
 
-async def _run(app: web.Application, sock: Path, grace_s: float, listen: tuple[str, int] | None = None) -> None:
+async def _run(
+    app: web.Application,
+    sock: Path,
+    grace_s: float,
+    listen: tuple[str, int] | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> None:
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=grace_s)
     await runner.setup()
     old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
@@ -102,8 +117,8 @@ async def _run(app: web.Application, sock: Path, grace_s: float, listen: tuple[s
         os.umask(old_umask)
     os.chmod(sock, 0o600)
     if listen is not None:
-        await web.TCPSite(runner, listen[0], listen[1]).start()
-        log.info("tursid also listening on tcp://%s:%d (token required)", *listen)
+        await web.TCPSite(runner, listen[0], listen[1], ssl_context=tls).start()
+        log.info("tursid also listening on %s://%s:%d", "https" if tls else "http", *listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

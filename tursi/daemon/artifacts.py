@@ -46,10 +46,8 @@ async def list_artifacts(request: web.Request) -> web.Response:
     return web.json_response(_artifacts(request.app[DAEMON]))
 
 
-@routes.delete("/v1/artifacts/{key}")
-async def remove_artifact(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    prefix = request.match_info["key"]
+def find_artifact(daemon: Daemon, prefix: str) -> dict[str, Any]:
+    """The one artifact whose key starts with ``prefix``; 404 for none, 400 for several."""
     if not KEY_PREFIX.match(prefix):
         raise InvalidSpec("an artifact key is 4 to 32 hex digits (see `tursi images`)", param="key")
     matches = [a for a in _artifacts(daemon) if a["key"].startswith(prefix)]
@@ -57,7 +55,13 @@ async def remove_artifact(request: web.Request) -> web.Response:
         raise ModelNotFound(f"no artifact {prefix}", hint="tursi images")
     if len(matches) > 1:
         raise InvalidSpec(f"{prefix} matches {len(matches)} artifacts: give more digits", param="key")
-    art = matches[0]
+    return matches[0]
+
+
+@routes.delete("/v1/artifacts/{key}")
+async def remove_artifact(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    art = find_artifact(daemon, request.match_info["key"])
     if art["used_by"]:
         raise DeploymentExists(
             f"artifact {art['key'][:12]} is used by {', '.join(art['used_by'])}", hint=f"tursi down {art['used_by'][0]}"

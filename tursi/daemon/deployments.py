@@ -7,6 +7,8 @@ import json
 import logging
 import socket
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -14,6 +16,7 @@ from aiohttp import web
 
 from converters import cache
 from tursi.apikeys import digest as key_digest
+from tursi.daemon.artifacts import KEY_PREFIX
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.conversion import run_conversion
 from tursi.daemon.logfiles import parse_since, read_lines
@@ -91,20 +94,52 @@ async def _remove(daemon: Daemon, dep: Deployment) -> None:
 # -- up ----------------------------------------------------------------------------------------
 
 
-def _parse_up(daemon: Daemon, body: dict[str, Any]) -> tuple[ModelRef, Options, Plan, str, str, int]:
+@dataclass
+class UpRequest:
+    opts: Options
+    name: str
+    host: str
+    port: int
+    ref: ModelRef | None = None  # a model to convert (or find in the cache)
+    plan: Plan | None = None
+    built: tuple[str, dict[str, Any]] | None = None  # (key, manifest): a built or loaded artifact, used as is
+
+
+def _parse_up(daemon: Daemon, body: dict[str, Any]) -> UpRequest:
     model = body.get("model")
     if not isinstance(model, str):
-        raise InvalidSpec("'model' is required: an alias, a folder, a file or a hub id", param="model")
+        raise InvalidSpec("'model' is required: an alias, a folder, a file, a hub id or an artifact key", param="model")
     opts = Options.parse(body)
     host = body.get("host") or "127.0.0.1"
     if not isinstance(host, str):
         raise InvalidSpec("'host' must be an address", param="host")
+    built = find_built(daemon, model)
+    if built is not None:
+        for option in ("target", "bits", "calibration", "min_quality", "revision"):
+            if body.get(option) is not None:
+                raise InvalidSpec(f"--{option.replace('_', '-')} applies to conversion; {model} is built", param=option)
+        source = built[1].get("source", {})
+        display = str(source.get("reference") or built[0][:12])
+        name = _pick_name(daemon, body.get("name"), Path(display).name)
+        return UpRequest(opts, name, host, _pick_port(daemon, body.get("port"), host), built=built)
     ref = resolve(model, revision=opts.revision, allow_pickle=opts.allow_pickle)
     hw = load_target(opts.target) if opts.target else daemon.hardware
     plan = make_plan(ref, opts, hw)
     name = _pick_name(daemon, body.get("name"), ref.display)
     port = _pick_port(daemon, body.get("port"), host)
-    return ref, opts, plan, name, host, port
+    return UpRequest(opts, name, host, port, ref=ref, plan=plan)
+
+
+def find_built(daemon: Daemon, model: str) -> tuple[str, dict[str, Any]] | None:
+    """(key, manifest) when ``model`` is the key (or a unique prefix) of a cached artifact and not a path."""
+    if not KEY_PREFIX.match(model) or Path(model).exists():
+        return None
+    root = daemon.settings.artifacts_dir
+    keys = [e.name for e in root.iterdir() if e.name.startswith(model)] if root.is_dir() else []
+    if len(keys) > 1:
+        raise InvalidSpec(f"{model} matches {len(keys)} artifacts: give more digits", param="model")
+    manifest = cache.lookup(root, keys[0]) if keys else None
+    return (keys[0], manifest) if manifest is not None else None
 
 
 def _pick_name(daemon: Daemon, wanted: Any, display: str) -> str:
@@ -152,7 +187,8 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON]
     body = await read_json(request)
     # Everything that can fail fast does so before the 200 is committed, with a real status code.
-    ref, opts, plan, name, host, port = await asyncio.get_running_loop().run_in_executor(None, _parse_up, daemon, body)
+    up = await asyncio.get_running_loop().run_in_executor(None, _parse_up, daemon, body)
+    name, port, opts = up.name, up.port, up.opts
     daemon.reserved_names.add(name)
     daemon.reserved_ports.add(port)
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
@@ -165,7 +201,7 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
             pass  # the client went away; the deployment carries on
 
     try:
-        dep = await _bring_up(daemon, ref, plan, opts, name, host, port, emit)
+        dep = await _bring_up(daemon, up, emit)
         ready: dict[str, Any] = {"event": "ready", "deployment": dep.to_dict()}
         if body.get("api_key") == "auto":
             ready["api_key"] = opts.api_key  # generated: shown this once, stored only as a hash
@@ -181,9 +217,8 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _bring_up(
-    daemon: Daemon, ref: ModelRef, plan: Plan, opts: Options, name: str, host: str, port: int, emit: Any
-) -> Deployment:
+async def ensure_artifact(daemon: Daemon, ref: ModelRef, plan: Plan, emit: Any) -> tuple[str, dict[str, Any]]:
+    """The cached artifact for (source, plan, tools), converting first when there is none."""
     settings = daemon.settings
     await emit({"event": "status", "message": f"resolved {ref.reference} -> {ref.path}"})
     digest = await asyncio.get_running_loop().run_in_executor(None, ref.digest)
@@ -194,17 +229,39 @@ async def _bring_up(
         await emit({"event": "cached", "key": key, "message": f"using cached artifact {key[:12]}"})
     else:
         manifest = await _convert(daemon, ref, plan, digest, versions, key, emit)
-    artifact = settings.artifacts_dir / key
     daemon.store.record_artifact(
-        key, str(artifact), ref.reference, plan.format, plan.quantization, int(manifest.get("size_bytes", 0))
+        key,
+        str(settings.artifacts_dir / key),
+        ref.reference,
+        plan.format,
+        plan.quantization,
+        int(manifest.get("size_bytes", 0)),
     )
+    return key, manifest
+
+
+async def _bring_up(daemon: Daemon, up: UpRequest, emit: Any) -> Deployment:
+    settings = daemon.settings
+    name, host, port, opts = up.name, up.host, up.port, up.opts
+    if up.built is not None:
+        key, manifest = up.built
+        await emit({"event": "cached", "key": key, "message": f"using built artifact {key[:12]} (no conversion)"})
+        source = manifest.get("source", {})
+        reference, source_path = str(source.get("reference", key[:12])), str(source.get("path", ""))
+    else:
+        if up.ref is None or up.plan is None:
+            raise InvalidSpec("nothing to deploy", param="model")
+        key, manifest = await ensure_artifact(daemon, up.ref, up.plan, emit)
+        reference, source_path = up.ref.reference, str(up.ref.path)
+    plan = manifest["plan"]
+    artifact = settings.artifacts_dir / key
     dep = Deployment(
         name=name,
-        model=ref.reference,
-        source=str(ref.path),
-        task=plan.task,
-        format=plan.format,
-        quantization=str(manifest.get("quantization") or plan.quantization),  # after any quality fallback
+        model=reference,
+        source=source_path,
+        task=plan["task"],
+        format=plan["format"],
+        quantization=str(manifest.get("quantization") or plan["quantization"]),  # after any quality fallback
         artifact_key=key,
         artifact_path=str(artifact),
         host=host,
@@ -226,7 +283,7 @@ async def _bring_up(
     )
     daemon.store.add_deployment(dep)
     remove_logs(log_path(settings.logs_dir, name), settings.log_files)
-    daemon.supervisor.lifecycle(name, "created", f"model={ref.reference} artifact={key[:12]}")
+    daemon.supervisor.lifecycle(name, "created", f"model={reference} artifact={key[:12]}")
     await emit({"event": "status", "message": f"starting worker on {dep.endpoint}"})
     await daemon.supervisor.start(dep)
     await daemon.supervisor.wait_ready(dep, settings.ready_timeout_s)

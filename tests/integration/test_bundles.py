@@ -1,0 +1,160 @@
+"""Bundles: `tursi build --target` on one daemon, `load` on another (a second TURSI_HOME), `up` by key with no
+conversion; tampering, unsafe members, caps and a target that does not fit are refused before anything is kept."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import DaemonProc, Env
+from tests.integration.test_lifecycle import embed
+from tursi.errors import BundleTooLarge, DigestMismatch, UnsafeBundle
+
+TEXTS = ["a bundle moves a model", "from a workstation to a device"]
+
+
+def artifact_entries(env: Env) -> list[str]:
+    root = env.home / "artifacts"
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+def rewrite(src: Path, dst: Path, edit: object) -> None:
+    """Copy a bundle member by member, letting ``edit(info, data)`` change or add members."""
+    with tarfile.open(src) as tin, tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as tout:
+        for m in tin.getmembers():
+            data = tin.extractfile(m).read()  # type: ignore[union-attr]
+            for info, blob in edit(m, data):  # type: ignore[operator]
+                tout.addfile(info, io.BytesIO(blob) if blob is not None else None)
+
+
+@pytest.fixture
+def built(env: Env, daemon: DaemonProc, tiny_bert: Path, tmp_path: Path) -> tuple[Path, np.ndarray]:
+    out = tmp_path / "tiny.tursi"
+    proc = env.cli("build", str(tiny_bert), "--target", "x86-64-v3", "-o", str(out), check=True)
+    assert "for x86-64-v3" in proc.stdout
+    assert "writing" in proc.stderr  # byte progress on stderr
+    up = env.cli("up", str(tiny_bert), "--target", "x86-64-v3", "--name", "here", check=True)
+    assert "using cached artifact" in up.stderr  # the build filled the cache: same plan, same key
+    return out, embed(up.stdout.split(": ", 1)[1].strip(), TEXTS)
+
+
+def test_build_load_up_on_another_daemon(env: Env, device_env: Env, built: tuple[Path, np.ndarray]) -> None:
+    bundle, reference = built
+    with tarfile.open(bundle) as tar:
+        names = tar.getnames()
+        index = json.loads(tar.extractfile("tursi-bundle.json").read())  # type: ignore[union-attr]
+        assert names[0] == "tursi-bundle.json"
+        for f in index["files"]:
+            data = tar.extractfile("artifact/" + f["path"]).read()  # type: ignore[union-attr]
+            assert hashlib.sha256(data).hexdigest() == f["sha256"]
+            assert len(data) == f["size"]
+        manifest = json.loads(tar.extractfile("artifact/manifest.json").read())  # type: ignore[union-attr]
+    assert index["target"]["name"] == "x86-64-v3"
+    assert {"plan", "source", "tools"} <= set(manifest)
+    assert "target profile x86-64-v3" in manifest["plan"]["reasons"]["hardware"]
+
+    DaemonProc(device_env).start()
+    loaded = device_env.cli("load", str(bundle), check=True)
+    key = index["key"]
+    assert f"as artifact {key[:12]}" in loaded.stdout
+    again = device_env.cli("load", str(bundle), check=True)
+    assert "already present" in again.stdout
+    up = device_env.cli("up", key[:12], "--name", "dev", check=True)
+    assert "no conversion" in up.stderr
+    assert not list((device_env.home / "logs").glob("convert-*"))  # nothing was converted on the device
+    vectors = embed(up.stdout.split(": ", 1)[1].strip(), TEXTS)
+    np.testing.assert_allclose(vectors, reference, atol=1e-6)
+    (dep,) = device_env.ps()
+    assert (dep["name"], dep["format"], dep["artifact_key"]) == ("dev", "onnx", key)
+    # save exports the same artifact again; loading it where it exists is a no-op
+    saved = bundle.with_name("dev.tursi")
+    device_env.cli("save", "dev", "-o", str(saved), check=True)
+    with tarfile.open(saved) as tar:
+        again_index = json.loads(tar.extractfile("tursi-bundle.json").read())  # type: ignore[union-attr]
+    assert again_index["files"] == index["files"]
+    # push needs a remote daemon
+    push = device_env.cli("push", str(bundle))
+    assert push.returncode == 64
+    assert "remote tursid" in push.stderr
+
+
+def test_tampered_or_unsafe_bundles_are_refused_with_nothing_kept(
+    env: Env, device_env: Env, built: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    bundle, _ = built
+    DaemonProc(device_env).start()
+
+    def flip(m: tarfile.TarInfo, data: bytes):  # one byte of the model changed
+        if m.name == "artifact/model.onnx":
+            data = data[:1000] + bytes([data[1000] ^ 1]) + data[1001:]
+        yield m, data
+
+    def slip(m: tarfile.TarInfo, data: bytes):  # an extra member that climbs out
+        yield m, data
+        if m.name == "artifact/manifest.json":
+            evil = tarfile.TarInfo("artifact/../../evil.sh")
+            evil.size = 3
+            yield evil, b"hi\n"
+
+    def link(m: tarfile.TarInfo, data: bytes):
+        if m.name == "artifact/config.json":
+            sym = tarfile.TarInfo("artifact/config.json")
+            sym.type, sym.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            yield sym, None
+        else:
+            yield m, data
+
+    cases = {"flip": (flip, "digest_mismatch"), "slip": (slip, "leaves the bundle"), "link": (link, "symbolic link")}
+    for label, (edit, message) in cases.items():
+        bad = tmp_path / f"{label}.tursi"
+        rewrite(bundle, bad, edit)
+        proc = device_env.cli("load", str(bad))
+        assert proc.returncode == 65, (label, proc.stderr)
+        assert message in proc.stderr or label == "flip", (label, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert artifact_entries(device_env) == [], label  # nothing written, no spool left behind
+    assert not (tmp_path.parent / "evil.sh").exists()
+    # the API says which check failed, with stable codes
+    client = device_env.client
+    for label, cls in (("flip", DigestMismatch), ("slip", UnsafeBundle)):
+        path = tmp_path / f"{label}.tursi"
+        with path.open("rb") as fh, pytest.raises(cls):
+            client.upload("/v1/artifacts/load", fh, path.stat().st_size)
+    with pytest.raises(UnsafeBundle, match="plain tar"):
+        client.upload("/v1/artifacts/load", io.BytesIO(b"not a tar at all" * 64), 1024)
+    assert artifact_entries(device_env) == []
+    assert device_env.client.healthy()  # tursid kept serving throughout
+
+
+def test_size_cap_and_target_fit(env: Env, device_env: Env, built: tuple[Path, np.ndarray], tiny_bert: Path) -> None:
+    bundle, _ = built
+    small = DaemonProc(type(device_env)(device_env.home, {**device_env.vars, "TURSI_MAX_BUNDLE_BYTES": "100000"}))
+    small.start()
+    with bundle.open("rb") as fh, pytest.raises(BundleTooLarge):  # 413 from Content-Length, before the body
+        device_env.client.upload("/v1/artifacts/load", fh, bundle.stat().st_size)
+    proc = device_env.cli("load", str(bundle))
+    assert proc.returncode == 65
+    assert "cap" in proc.stderr
+    assert artifact_entries(device_env) == []
+    small.terminate()
+
+    rpi = bundle.with_name("rpi5.tursi")
+    env.cli("build", str(tiny_bert), "--target", "rpi5", "-o", str(rpi), check=True)
+    DaemonProc(device_env).start()
+    refused = device_env.cli("load", str(rpi))
+    assert refused.returncode == 65
+    assert "built for aarch64 (rpi5), this device is x86_64" in refused.stderr
+    assert "--force" in refused.stderr
+    assert artifact_entries(device_env) == []
+    forced = device_env.cli("load", str(rpi), "--force", check=True)
+    assert "warning: built for aarch64" in forced.stderr
+    # `tursi up FILE.tursi` loads and deploys in one step
+    up = device_env.cli("up", str(bundle), "--name", "direct", check=True)
+    assert "direct is ready" in up.stdout
+    assert [d["name"] for d in device_env.ps()] == ["direct"]

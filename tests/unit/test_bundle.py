@@ -1,0 +1,160 @@
+"""Bundle writing and checking on small hand-made archives: each unsafe shape is refused by verify()."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tursi import bundle
+from tursi.errors import BundleTooLarge, DigestMismatch, UnsafeBundle
+
+KEY = "ab" * 16
+TARGET = {"name": "x86-64-v3", "arch": "x86_64", "features": ["avx2"]}
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> Path:
+    d = tmp_path / "art"
+    (d / "sub").mkdir(parents=True)
+    (d / "manifest.json").write_text(json.dumps({"plan": {"format": "onnx", "task": "embeddings"}}))
+    (d / "model.onnx").write_bytes(bytes(range(256)) * 40)
+    (d / "sub" / "tokenizer.json").write_text("{}")
+    return d
+
+
+def write(artifact: Path, out: Path) -> dict[str, Any]:
+    index = bundle.make_index(KEY, "tiny", TARGET, bundle.describe(artifact))
+    writer = bundle.BundleWriter(artifact, index)
+    data = b"".join(writer.chunks())
+    assert len(data) == writer.length  # the Content-Length promised up front
+    out.write_bytes(data)
+    return index
+
+
+def test_round_trip(artifact: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.tursi"
+    write(artifact, out)
+    info = bundle.verify(out)
+    assert (info.key, info.name, info.target["name"]) == (KEY, "tiny", "x86-64-v3")
+    assert set(info.files) == {"manifest.json", "model.onnx", "sub/tokenizer.json"}
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    bundle.extract(out, info, dest)
+    assert (dest / "model.onnx").read_bytes() == (artifact / "model.onnx").read_bytes()
+    assert (dest / "sub" / "tokenizer.json").read_text() == "{}"
+
+
+def craft(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def reg(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), data
+
+
+def good_members(artifact: Path, edit_index: Any = None) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+    files = bundle.describe(artifact)
+    index = bundle.make_index(KEY, "tiny", TARGET, files)
+    if edit_index:
+        edit_index(index)
+    out: list[tuple[tarfile.TarInfo, bytes | None]] = [reg(bundle.INDEX, json.dumps(index).encode())]
+    out += [reg("artifact/" + p, (artifact / p).read_bytes()) for p in sorted(files)]
+    return out
+
+
+def special(name: str, kind: bytes, linkname: str = "") -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    return info, None
+
+
+Members = list[tuple[tarfile.TarInfo, bytes | None]]
+
+
+def _with(members: Members, *extra: tuple[tarfile.TarInfo, bytes | None]) -> Members:
+    return [*members, *extra]
+
+
+def _changed(members: Members, fn: Any) -> Members:
+    return [(i, fn(d) if i.name == "artifact/model.onnx" and d else d) for i, d in members]
+
+
+EDITS: dict[str, Any] = {
+    "absolute": lambda m, a: _with(m, reg("/etc/cron.d/x", b"x")),
+    "dotdot": lambda m, a: _with(m, reg("artifact/sub/../../../x", b"x")),
+    "symlink": lambda m, a: _with(m, special("artifact/link", tarfile.SYMTYPE, "/etc/passwd")),
+    "hardlink": lambda m, a: _with(m, special("artifact/link", tarfile.LNKTYPE, "artifact/model.onnx")),
+    "device": lambda m, a: _with(m, special("artifact/dev", tarfile.CHRTYPE)),
+    "fifo": lambda m, a: _with(m, special("artifact/fifo", tarfile.FIFOTYPE)),
+    "directory": lambda m, a: [m[0], special("artifact/sub", tarfile.DIRTYPE), *m[1:]],
+    "unlisted": lambda m, a: _with(m, reg("artifact/extra.bin", b"x")),
+    "duplicate": lambda m, a: _with(m, m[1]),
+    "missing": lambda m, a: m[:-1],
+    "index_not_first": lambda m, a: [*m[1:], m[0]],
+    "index_dotdot": lambda m, a: good_members(a, lambda i: i["files"][0].update(path="../manifest.json")),
+    "index_bad_key": lambda m, a: good_members(a, lambda i: i.update(key="../../etc")),
+    "index_bad_sha": lambda m, a: good_members(a, lambda i: i["files"][0].update(sha256="zz")),
+    "changed_byte": lambda m, a: _changed(m, lambda d: d[:5] + b"!" + d[6:]),
+    "changed_size": lambda m, a: _changed(m, lambda d: d + b"!"),
+    "over_cap": lambda m, a: m,
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "message"),
+    [
+        ("absolute", UnsafeBundle, "absolute path"),
+        ("dotdot", UnsafeBundle, "leaves the bundle"),
+        ("symlink", UnsafeBundle, "symbolic link"),
+        ("hardlink", UnsafeBundle, "hard link"),
+        ("device", UnsafeBundle, "device or special file"),
+        ("fifo", UnsafeBundle, "device or special file"),
+        ("directory", UnsafeBundle, "directory"),
+        ("unlisted", UnsafeBundle, "not listed"),
+        ("duplicate", UnsafeBundle, "appears twice"),
+        ("missing", UnsafeBundle, "missing from the archive"),
+        ("index_not_first", UnsafeBundle, "must come first"),
+        ("index_dotdot", UnsafeBundle, "leaves the bundle"),
+        ("index_bad_key", UnsafeBundle, "32 hex digits"),
+        ("index_bad_sha", UnsafeBundle, "64 hex digits"),
+        ("changed_byte", DigestMismatch, "does not match"),
+        ("changed_size", DigestMismatch, "bytes, but"),
+        ("over_cap", BundleTooLarge, "cap"),
+    ],
+)
+def test_unsafe_shapes_are_refused(artifact: Path, tmp_path: Path, case: str, error: type, message: str) -> None:
+    members = EDITS[case](good_members(artifact), artifact)
+    caps = bundle.Caps(total_bytes=5000, file_bytes=5000) if case == "over_cap" else bundle.Caps()
+    path = craft(tmp_path / f"{case}.tursi", members)
+    with pytest.raises(error, match=message):
+        bundle.verify(path, caps)
+
+
+def test_not_a_tar_and_compressed_tars_are_refused(tmp_path: Path, artifact: Path) -> None:
+    junk = tmp_path / "junk.tursi"
+    junk.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(UnsafeBundle):
+        bundle.verify(junk)
+    gz = tmp_path / "x.tursi"
+    with tarfile.open(gz, "w:gz") as tar:
+        for info, data in good_members(artifact):
+            info.size = len(data or b"")
+            tar.addfile(info, io.BytesIO(data or b""))
+    with pytest.raises(UnsafeBundle, match="plain tar"):
+        bundle.verify(gz)
+
+
+def test_describe_refuses_links(artifact: Path) -> None:
+    (artifact / "link").symlink_to(artifact / "model.onnx")
+    with pytest.raises(UnsafeBundle, match="regular files"):
+        bundle.describe(artifact)

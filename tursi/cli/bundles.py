@@ -1,0 +1,102 @@
+"""`tursi build`, `save`, `load`, `push`: bundles that carry a built model from a workstation to a device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from tursi.cli import render
+from tursi.cli.context import CliContext, pass_cli
+from tursi.cli.transfer import fetch_bundle, send_bundle
+from tursi.cli.up import follow
+from tursi.errors import InvalidSpec
+
+
+@click.command("build")
+@click.argument("model")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .tursi file to write.")
+@click.option("--target", metavar="PROFILE", help="Device profile to build for (default: this machine).")
+@click.option("--bits", type=click.Choice(["4", "8"]), help="Weight bits (as for `tursi up`).")
+@click.option("--quantization", type=click.Choice(["dynamic", "static"]), default="dynamic", show_default=True)
+@click.option("--min-quality", type=click.FloatRange(0, 1), help="Quality guard (as for `tursi up`).")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False, resolve_path=True))
+@click.option("--revision", help="Hub revision for a hub id.")
+@click.option("--allow-pickle", is_flag=True, help="Allow pickle weights for sources you trust.")
+@click.option("--name", help="Name stored in the bundle (default: from the model).")
+@pass_cli
+def build_cmd(
+    cli: CliContext,
+    model: str,
+    output: str,
+    target: str | None,
+    bits: str | None,
+    quantization: str,
+    min_quality: float | None,
+    calibration: str | None,
+    revision: str | None,
+    allow_pickle: bool,
+    name: str | None,
+) -> None:
+    """Convert MODEL for a device profile and write it as a .tursi bundle (no deployment)."""
+    if not output.endswith(".tursi"):
+        raise InvalidSpec("the output file must end in .tursi", param="output")
+    body: dict[str, Any] = {
+        "model": model,
+        "target": target,
+        "bits": int(bits) if bits else None,
+        "quantization": quantization,
+        "min_quality": min_quality,
+        "calibration": calibration,
+        "revision": revision,
+        "allow_pickle": allow_pickle,
+    }
+    event = follow(cli, "/v1/artifacts/build", {k: v for k, v in body.items() if v is not None}, "built")
+    manifest = event["manifest"]
+    size = fetch_bundle(cli, event["key"], output, name or event["name"])
+    quant = manifest.get("quantization") or manifest.get("plan", {}).get("quantization")
+    render.out(
+        f"built {output}: {manifest['plan']['format']} {quant} for {event['target']}, "
+        f"{render.human_size(size)} (artifact {event['key'][:12]})"
+    )
+
+
+@click.command("save")
+@click.argument("what", metavar="NAME|KEY")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .tursi file to write.")
+@pass_cli
+def save_cmd(cli: CliContext, what: str, output: str) -> None:
+    """Export a deployment's artifact (or an artifact by key) as a .tursi bundle."""
+    deps = cli.client.request("GET", "/v1/deployments", query={"all": "1"})
+    dep = next((d for d in deps if d["name"] == what), None)
+    key, name = (dep["artifact_key"], dep["name"]) if dep else (what, None)
+    size = fetch_bundle(cli, key, output, name)
+    render.out(f"saved {output} ({render.human_size(size)})")
+
+
+@click.command("load")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
+@click.option("--force", is_flag=True, help="Load even if the bundle was built for other hardware.")
+@pass_cli
+def load_cmd(cli: CliContext, bundle: str, force: bool) -> None:
+    """Import a .tursi bundle into the daemon (checked in full before anything is kept)."""
+    send_bundle(cli, bundle, force)
+
+
+@click.command("push")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
+@click.option("--force", is_flag=True, help="Load even if the bundle was built for other hardware.")
+@pass_cli
+def push_cmd(cli: CliContext, bundle: str, force: bool) -> None:
+    """Send a .tursi bundle to a remote daemon (TURSI_HOST, --daemon or the current context)."""
+    if cli.client.scheme == "unix":
+        raise InvalidSpec(
+            "push sends to a remote tursid, and the current daemon is this machine's",
+            param="daemon",
+            hint="set TURSI_HOST=https://device:8765 (and TURSI_TOKEN), or `tursi context use NAME`; "
+            "`tursi load` imports locally",
+        )
+    send_bundle(cli, bundle, force)
+
+
+COMMANDS = [build_cmd, save_cmd, load_cmd, push_cmd]
