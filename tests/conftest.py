@@ -105,14 +105,15 @@ def _is_tursid(pid: int) -> bool:
 
 
 class DaemonProc:
-    def __init__(self, env: Env) -> None:
+    def __init__(self, env: Env, command: list[str] | None = None) -> None:
         self.env = env
+        self.command = command or DAEMON
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DaemonProc:
         self.env.home.mkdir(parents=True, exist_ok=True)
         log = (self.env.home / "tursid.test.log").open("ab")
-        self.proc = subprocess.Popen(DAEMON, env=self.env.vars, stdout=log, stderr=log, start_new_session=True)
+        self.proc = subprocess.Popen(self.command, env=self.env.vars, stdout=log, stderr=log, start_new_session=True)
         log.close()
         wait_for(lambda: self.proc.poll() is not None or self.env.client.healthy(), timeout=20)
         if self.proc.poll() is not None:
