@@ -16,7 +16,11 @@ version=${LLAMA_CPP_VERSION:-0.3.36}
 cache=${TURSI_WHEEL_CACHE:-$HOME/.cache/tursi/wheels}
 
 flags="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
-if [ "$(uname -m)" = "x86_64" ]; then
+if [ "$(uname -m)" = "aarch64" ]; then
+  # On a Pi or a Jetson the device builds for itself: -mcpu=native picks NEON, dotprod and i8mm as the
+  # core has them (the AMX problem is x86-only).
+  flags="-DGGML_NATIVE=ON"
+elif [ "$(uname -m)" = "x86_64" ]; then
   cpu=$(grep -m1 '^flags' /proc/cpuinfo || true)
   has() { grep -qw "$1" <<<"$cpu"; }
   for f in avx avx2 fma f16c; do

@@ -119,3 +119,24 @@ def test_loopback_without_token_or_tls_is_allowed(env: Env) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_init_makes_token_and_certificate_then_exits(env: Env) -> None:
+    env.home.mkdir(parents=True)
+    first = subprocess.run(
+        [*DAEMON, "--listen", "0.0.0.0:8765", "--init"], env=env.vars, capture_output=True, text=True, timeout=60
+    )
+    assert first.returncode == 0, first.stderr
+    assert "control token (shown once" in first.stderr
+    assert "TLS certificate sha256:" in first.stderr
+    assert not (env.home / "tursid.sock").exists()  # it did not start serving
+    again = subprocess.run(
+        [*DAEMON, "--listen", "0.0.0.0:8765", "--init"], env=env.vars, capture_output=True, text=True, timeout=60
+    )
+    assert "TURSI_TOKEN" not in again.stderr  # shown once
+    assert "exists already" in again.stderr
+    assert said_fingerprint(first.stderr) == said_fingerprint(again.stderr)
+
+
+def said_fingerprint(text: str) -> str:
+    return text.split("TLS certificate ", 1)[1].split()[0]

@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tls", action="store_true", help="plain HTTP over TCP (loopback addresses only)")
     parser.add_argument("--no-auth", action="store_true", help="no token over TCP (loopback addresses only)")
     parser.add_argument("--rotate-token", action="store_true", help="make a new control token, print it, exit")
+    parser.add_argument(
+        "--init", action="store_true", help="with --listen: make the token and TLS certificate, print them, exit"
+    )
     args = parser.parse_args(argv)
     settings = Settings.load(os.environ)
     configure_logging(settings.debug)
@@ -43,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     if token:  # shown once; only its sha256 is kept
         sys.stderr.write(f"tursid: control token (shown once, use as TURSI_TOKEN): {token}\n")
     if args.rotate_token:
+        return 0
+    if args.init:
+        if listen is None:
+            sys.stderr.write("tursid: --init goes with --listen HOST:PORT\n")
+            return 64
+        if not token and not args.no_auth:
+            sys.stderr.write("tursid: a control token exists already (--rotate-token makes a new one)\n")
         return 0
     try:
         return serve(settings, listen, tls=tls, require_token=not args.no_auth)
