@@ -8,8 +8,13 @@ from typing import Any
 
 
 class OnnxEmbedder:
-    def __init__(self, session: Any, tokenizer: Any, pooling: dict[str, Any], model_file: Path) -> None:
+    batchable = True  # the worker may coalesce concurrent requests into one call of embed_batch
+
+    def __init__(
+        self, session: Any, tokenizer: Any, pooling: dict[str, Any], model_file: Path, pad_id: int = 0
+    ) -> None:
         self.session = session
+        self.pad_id = pad_id
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.model_file = model_file
@@ -24,15 +29,15 @@ class OnnxEmbedder:
         pooling = json.loads((artifact / "pooling.json").read_text(encoding="utf-8"))
         tok = Tokenizer.from_file(str(artifact / "tokenizer.json"))
         tok.enable_truncation(max_length=int(pooling["max_seq_length"]))
-        pad_id, pad_token = _pad_token(artifact, tok)
-        tok.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        pad_id, _ = _pad_token(artifact, tok)
+        tok.no_padding()  # batches are padded here, per length group
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         path = model_file or artifact / "model.onnx"
         session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        return cls(session, tok, pooling, path)
+        return cls(session, tok, pooling, path, pad_id)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -50,26 +55,62 @@ class OnnxEmbedder:
             self.tokenizer.enable_truncation(max_length=int(self.pooling["max_seq_length"]))
 
     def run(self, texts: list[str]) -> tuple[Any, Any, list[Any]]:
-        """(first output, attention mask, encodings) for a batch of texts."""
+        """(first output, attention mask, encodings) for a batch of texts, padded to the longest."""
+        encodings = self.tokenizer.encode_batch(texts)
+        out, mask = self._forward(encodings)
+        return out, mask, encodings
+
+    def _forward(self, encodings: list[Any]) -> tuple[Any, Any]:
+        import numpy as np
+
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, e in enumerate(encodings):
+            n = len(e.ids)
+            ids[row, :n], mask[row, :n], types[row, :n] = e.ids, e.attention_mask, e.type_ids
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.input_names:
+            feeds["token_type_ids"] = types
+        return self.session.run(None, feeds)[0], mask
+
+    def embed(self, texts: list[str]) -> tuple[Any, int]:
+        vectors, counts = self.embed_batch(texts)
+        return vectors, sum(counts)
+
+    def embed_batch(self, texts: list[str], max_batch: int = 32) -> tuple[Any, list[int]]:
+        """Vectors for many texts (float32 [n, dimension]) and each text's token count.
+
+        Texts are sorted by length and run in groups of at most ``max_batch`` whose lengths are close, so a
+        long text does not make every short one pay for its padding.
+        """
         import numpy as np
 
         encodings = self.tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self.input_names:
-            feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        return self.session.run(None, feeds)[0], mask, encodings
+        counts = [len(e.ids) for e in encodings]
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for group in length_groups(counts, max_batch):
+            hidden, mask = self._forward([encodings[i] for i in group])
+            pooled = _pool(hidden, mask, self.pooling["pooling"])
+            if self.pooling["normalize"]:
+                norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+                pooled = pooled / np.clip(norms, 1e-12, None)
+            out[group] = pooled
+        return out, counts
 
-    def embed(self, texts: list[str]) -> tuple[Any, int]:
-        import numpy as np
 
-        hidden, mask, _ = self.run(texts)
-        pooled = _pool(hidden, mask, self.pooling["pooling"])
-        if self.pooling["normalize"]:
-            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-            pooled = pooled / np.clip(norms, 1e-12, None)
-        return pooled.astype(np.float32), int(mask.sum())
+def length_groups(lengths: list[int], max_batch: int) -> list[list[int]]:
+    """Indices sorted by length, cut into groups of at most ``max_batch`` where the longest member is at most
+    1.5x the shortest plus 8 tokens (padding stays small; short sentences still share one run)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and len(groups[-1]) < max_batch and lengths[i] <= 1.5 * lengths[groups[-1][0]] + 8:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def _pool(hidden: Any, mask: Any, mode: str) -> Any:

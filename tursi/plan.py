@@ -39,6 +39,8 @@ class Options:
     health: dict[str, Any] = field(default_factory=dict)  # health_interval/timeout/retries/start_period
     restart_on_unhealthy: bool = False
     api_key: str | None = None  # plain key, in memory only: the deployment stores its sha256
+    max_batch: int = 32  # encoders: most texts coalesced into one session run (1: no batching)
+    batch_wait_ms: float = 2.0  # encoders: how long a batch waits for stragglers once requests coalesce
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Options:
@@ -83,6 +85,7 @@ class Options:
         key = body.get("api_key")
         if key is not None and not isinstance(key, str):
             raise InvalidSpec("--api-key must be a string or 'auto'", param="api_key")
+        max_batch, wait = _batching(body)
         return cls(
             quant,
             bits,
@@ -99,7 +102,19 @@ class Options:
             health,
             on_unhealthy,
             check_key(key) if key else None,
+            max_batch,
+            wait,
         )
+
+
+def _batching(body: dict[str, Any]) -> tuple[int, float]:
+    max_batch = 32 if body.get("max_batch") is None else _count(body, "max_batch", 1, 1024)
+    wait = body.get("batch_wait_ms")
+    if wait is None:
+        return max_batch, 2.0
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 1000:
+        raise InvalidSpec("--batch-wait-ms must be a number from 0 to 1000", param="batch_wait_ms")
+    return max_batch, float(wait)
 
 
 def _count(body: dict[str, Any], name: str, lo: int, hi: int) -> int:

@@ -41,6 +41,16 @@ from tursi.client import problem_to_error
     help="Requests that may wait for the model (default 32); more get 503 with Retry-After.",
 )
 @click.option(
+    "--max-batch",
+    type=click.IntRange(1, 1024),
+    help="Encoders: most texts one model run takes when concurrent requests are coalesced (default 32; 1: off).",
+)
+@click.option(
+    "--batch-wait-ms",
+    type=click.FloatRange(0, 1000),
+    help="Encoders: once requests coalesce, how long a batch waits for more (default 2; a lone request never waits).",
+)
+@click.option(
     "--target",
     metavar="PROFILE",
     help="Plan for a target profile (rpi4, rpi5, jetson-orin-nano, x86-64-v3, x86-64-v4) instead of this machine.",
@@ -102,6 +112,8 @@ def up_cmd(
     threads: int | None,
     ctx_size: int | None,
     max_queue: int | None,
+    max_batch: int | None,
+    batch_wait_ms: float | None,
     target: str | None,
     min_quality: float | None,
     calibration: str | None,
@@ -128,6 +140,8 @@ def up_cmd(
         "threads": threads,
         "ctx_size": ctx_size,
         "max_queue": max_queue,
+        "max_batch": max_batch,
+        "batch_wait_ms": batch_wait_ms,
         "target": target,
         "min_quality": min_quality,
         "calibration": calibration,

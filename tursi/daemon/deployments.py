@@ -272,6 +272,8 @@ async def _bring_up(daemon: Daemon, up: UpRequest, emit: Any) -> Deployment:
             "threads": opts.threads or daemon.hardware.physical_cores,
             "ctx_size": opts.ctx_size,
             "max_queue": opts.max_queue,
+            "max_batch": opts.max_batch,
+            "batch_wait_ms": opts.batch_wait_ms,
             "rate_limit": opts.rate_limit,
             "restart": opts.restart,
             "restart_on_unhealthy": opts.restart_on_unhealthy,

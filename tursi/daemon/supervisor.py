@@ -94,6 +94,10 @@ class Supervisor:
             opts.get("rate_limit") or "",
             "--api-key-sha256",
             opts.get("api_key_sha256") or "",
+            "--max-batch",
+            str(opts.get("max_batch", 32)),
+            "--batch-wait-ms",
+            str(opts.get("batch_wait_ms", 2.0)),
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-queue", type=int, default=32)
     parser.add_argument("--rate-limit", default="")
     parser.add_argument("--api-key-sha256", default="", help="sha256 of the API key inference routes require")
+    parser.add_argument("--max-batch", type=int, default=32, help="encoders: texts per coalesced session run")
+    parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="encoders: straggler window")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     manifest = json.loads((args.artifact / "manifest.json").read_text(encoding="utf-8"))
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         max_queue=args.max_queue,
         limiter=RateLimiter(parse_rate_limit(args.rate_limit)) if args.rate_limit else None,
         api_key_sha256=args.api_key_sha256 or None,
+        max_batch=args.max_batch,
+        batch_wait_s=args.batch_wait_ms / 1000.0,
     )
     logging.getLogger(__name__).info(
         "worker pid=%d name=%s serving on http://%s:%d", os.getpid(), args.name, args.host, args.port

@@ -58,7 +58,9 @@ async def models(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     st = request.app[STATE]
     limited = st.limiter.limited if st.limiter else 0
-    text = st.metrics.render(st.name, queue_waiting=st.gate.waiting, rate_limited=limited)
+    waiting = st.gate.waiting + (st.batcher.waiting if st.batcher else 0)
+    batches = (st.batcher.batches, st.batcher.requests) if st.batcher else None
+    text = st.metrics.render(st.name, queue_waiting=waiting, rate_limited=limited, batches=batches)
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
@@ -69,9 +71,10 @@ async def _load_runtime(app: web.Application) -> None:
     loop = asyncio.get_running_loop()
     t0 = time.perf_counter()
     try:
-        st.runtime = await loop.run_in_executor(
+        runtime = await loop.run_in_executor(
             st.executor, load_runtime, st.artifact, st.manifest, st.threads, st.ctx_size
         )
+        st.runtime_loaded(runtime)
     except Exception as e:  # reported through /ready and the log; the worker exits
         st.load_error = f"model failed to load: {type(e).__name__}: {e}"
         log.error("%s", st.load_error)

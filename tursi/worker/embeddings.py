@@ -43,9 +43,13 @@ async def embeddings(request: web.Request) -> web.Response:
         body = await read_json(request)
         check_model(st, body)
         texts, fmt = parse_embedding_request(body)
-        loop = asyncio.get_running_loop()
-        async with st.gate.slot():
-            vectors, obs.tokens = await loop.run_in_executor(st.executor, runtime.embed, texts)
+        if st.batcher is not None:  # coalesced with concurrent requests into one session run
+            vectors, counts = await st.batcher.submit(texts)
+            obs.tokens = sum(counts)
+        else:
+            loop = asyncio.get_running_loop()
+            async with st.gate.slot():
+                vectors, obs.tokens = await loop.run_in_executor(st.executor, runtime.embed, texts)
         data = [{"object": "embedding", "index": i, "embedding": _encode(v, fmt)} for i, v in enumerate(vectors)]
         obs.status = 200
         usage = {"prompt_tokens": obs.tokens, "total_tokens": obs.tokens}

@@ -43,7 +43,9 @@ class Metrics:
     def total_requests(self) -> int:
         return sum(self.requests.values())
 
-    def render(self, deployment: str, queue_waiting: int = 0, rate_limited: int = 0) -> str:
+    def render(
+        self, deployment: str, queue_waiting: int = 0, rate_limited: int = 0, batches: tuple[int, int] | None = None
+    ) -> str:
         dep = f'deployment="{deployment}"'
         lines = [
             "# HELP tursi_requests_total Inference requests handled, by route and status.",
@@ -64,4 +66,10 @@ class Metrics:
             ("tursi_queue_waiting", "gauge", "Requests waiting for the model.", queue_waiting),
         ):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{{{dep}}} {value}"]
+        if batches is not None:
+            for name, help_text, value in (
+                ("tursi_batches_total", "Model runs made by the dynamic batcher.", batches[0]),
+                ("tursi_batched_requests_total", "Requests served through those runs.", batches[1]),
+            ):
+                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name}{{{dep}}} {value}"]
         return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from tursi.errors import ModelNotFound, NotReady, TursiError, UnsupportedTask
 from tursi.ratelimit import RateLimiter
+from tursi.worker.batcher import Batcher
 from tursi.worker.gate import Gate
 from tursi.worker.metrics import Metrics
 
@@ -29,15 +30,25 @@ class WorkerState:
     max_queue: int = 32
     limiter: RateLimiter | None = None
     api_key_sha256: str | None = None
+    max_batch: int = 32
+    batch_wait_s: float = 0.002
     created: int = field(default_factory=lambda: int(time.time()))
     runtime: Any = None
     load_error: str | None = None
     metrics: Metrics = field(default_factory=Metrics)
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
     gate: Gate = field(init=False)
+    batcher: Batcher | None = None  # set once an encoder runtime that can batch is loaded
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.max_queue)
+
+    def runtime_loaded(self, runtime: Any) -> None:
+        self.runtime = runtime
+        if getattr(runtime, "batchable", False) and self.max_batch > 1:
+            self.batcher = Batcher(
+                runtime.embed_batch, self.executor, self.max_batch, self.batch_wait_s, self.max_queue
+            )
 
     def model_ids(self) -> set[str]:
         return {self.name, self.model_ref}
