@@ -87,6 +87,7 @@ class StateStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA cache_size=-512")  # KiB: the database is small, tursid's RSS should be too
         self.migrate(migrations if migrations is not None else load_migrations())
 
     def close(self) -> None:

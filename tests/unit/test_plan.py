@@ -85,3 +85,14 @@ def test_unknown_target_is_a_clear_error() -> None:
 def test_option_validation(body: dict) -> None:
     with pytest.raises(InvalidSpec):
         Options.parse(body)
+
+
+def test_tool_versions_match_importlib_metadata() -> None:
+    from importlib import metadata
+
+    from tursi.plan import CONVERTER_TOOLS, tool_versions
+
+    found = tool_versions()
+    for name in CONVERTER_TOOLS:
+        assert found[name] == metadata.version(name)  # artifact keys depend on these strings
+    assert tool_versions(("surely-not-installed-pkg",)) == {"surely-not-installed-pkg": "missing"}

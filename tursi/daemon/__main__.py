@@ -14,6 +14,10 @@ from tursi.errors import TursiError
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from tursi.daemon.memory import cap_malloc_arenas, import_server_lean
+
+    cap_malloc_arenas()  # before any thread starts
+    import_server_lean()
     from tursi.daemon.app import configure_logging, serve
     from tursi.daemon.remote import ensure_token, parse_listen
     from tursi.settings import Settings

@@ -8,6 +8,7 @@ import os
 import signal
 import ssl
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from tursi.daemon import artifacts, bundles, deployments, system
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.lock import InstanceLock
 from tursi.daemon.logfiles import rotation_loop
+from tursi.daemon.memory import release_free_memory
 from tursi.daemon.remote import TokenGuard, guard_middleware
 from tursi.daemon.sampler import Sampler
 from tursi.daemon.supervisor import Supervisor
@@ -29,6 +31,13 @@ log = logging.getLogger(__name__)
 
 
 _ROTATION = web.AppKey("rotation", asyncio.Task)
+_TRIM = web.AppKey("trim", asyncio.Task)
+
+
+async def _trim_loop(every_s: float = 30.0) -> None:
+    while True:
+        release_free_memory()  # after an up, a conversion or a burst of requests, give the pages back
+        await asyncio.sleep(every_s)
 
 
 def build_app(daemon: Daemon, require_token: bool = True) -> web.Application:
@@ -47,14 +56,18 @@ def build_app(daemon: Daemon, require_token: bool = True) -> web.Application:
         if removed:
             log.info("removed %d half-made artifacts", removed)
         daemon.supervisor.reconcile(daemon.settings.artifacts_dir)
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=2, thread_name_prefix="tursid"))
         await daemon.sampler.start()
         s = daemon.settings
-        app[_ROTATION] = asyncio.get_running_loop().create_task(
+        app[_ROTATION] = loop.create_task(
             rotation_loop(s.logs_dir, s.log_max_bytes, s.log_files, max(1.0, s.sample_interval_s))
         )
+        app[_TRIM] = loop.create_task(_trim_loop())
 
     async def on_shutdown(app: web.Application) -> None:
         app[_ROTATION].cancel()
+        app[_TRIM].cancel()
         await daemon.supervisor.stop_all(reason="tursid stopped")
         await daemon.sampler.close()
 

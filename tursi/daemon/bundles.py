@@ -9,12 +9,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from converters import cache
-from tursi import bundle
 from tursi.daemon.artifacts import find_artifact
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.deployments import ensure_artifact
@@ -25,11 +24,16 @@ from tursi.plan import NAME_RE, Options, make_plan
 from tursi.problem import read_json
 from tursi.refs import resolve
 
+if TYPE_CHECKING:
+    from tursi import bundle  # imported where used: tarfile stays out of an idle tursid
+
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
 def caps(daemon: Daemon) -> bundle.Caps:
+    from tursi import bundle
+
     s = daemon.settings
     return bundle.Caps(total_bytes=s.max_bundle_bytes, file_bytes=s.max_bundle_bytes)
 
@@ -88,6 +92,8 @@ def _target_profile(daemon: Daemon, manifest: dict[str, Any]) -> dict[str, Any]:
 @routes.get("/v1/artifacts/{key}/bundle")
 async def export(request: web.Request) -> web.StreamResponse:
     """The artifact as a `.tursi` tar, streamed with its length known up front."""
+    from tursi import bundle
+
     daemon = request.app[DAEMON]
     art = find_artifact(daemon, request.match_info["key"])
     name = request.query.get("name") or _default_name(str(art["source"] or art["key"][:12]))
@@ -117,6 +123,8 @@ async def export(request: web.Request) -> web.StreamResponse:
 @routes.post("/v1/artifacts/load")
 async def load(request: web.Request) -> web.Response:
     """Import a bundle: spool it (capped), verify all of it, check it fits, then unpack and publish."""
+    from tursi import bundle
+
     daemon = request.app[DAEMON]
     force = request.query.get("force", "") not in ("", "0", "false")
     limit = caps(daemon)
@@ -171,6 +179,8 @@ async def load(request: web.Request) -> web.Response:
 
 
 def _unpack(spool: Path, info: bundle.BundleInfo, root: Path) -> None:
+    from tursi import bundle
+
     staging = cache.make_staging(root, info.key)
     try:
         bundle.extract(spool, info, staging)

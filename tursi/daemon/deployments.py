@@ -21,6 +21,7 @@ from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.conversion import run_conversion
 from tursi.daemon.logfiles import parse_since, read_lines
 from tursi.daemon.logfiles import remove_all as remove_logs
+from tursi.daemon.memory import release_free_memory
 from tursi.daemon.supervisor import log_path
 from tursi.errors import DeploymentExists, DeploymentNotFound, InvalidSpec, PortInUse, TursiError, problem_for
 from tursi.hardware import load_target
@@ -81,6 +82,7 @@ async def remove_all(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     deps = daemon.store.list_deployments(all=True)
     await asyncio.gather(*(_remove(daemon, d) for d in deps))
+    release_free_memory()
     return web.json_response({"removed": [d.name for d in deps]})
 
 
@@ -213,6 +215,7 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
     finally:
         daemon.reserved_names.discard(name)
         daemon.reserved_ports.discard(port)
+        release_free_memory()  # conversion events and the plan are garbage now
     await resp.write_eof()
     return resp
 

@@ -1,0 +1,116 @@
+"""The markdown side of a bench report: goals next to the figures, ratios first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+GOALS = [
+    # (section, path, label, goal, higher is better)
+    (
+        "embeddings",
+        "ratios.tursi_8clients_vs_fp32_inprocess",
+        "embeddings 8 clients: Tursi int8 / fp32 in-process",
+        3.0,
+        True,
+    ),
+    (
+        "embeddings",
+        "ratios.tursi_8clients_vs_raw_ort",
+        "embeddings 8 clients: Tursi HTTP / raw onnxruntime",
+        0.90,
+        True,
+    ),
+    ("embeddings", "ratios.batching_1client_latency", "1 client p50 latency: batching on / off", 1.05, False),
+    ("llm", "ratios.decode_tursi_vs_inprocess", "LLM decode: Tursi / in-process llama_cpp", 0.97, True),
+    ("footprint", "up_warm_s", "warm `tursi up` to ready (s)", 1.5, False),
+    ("footprint", "tursid_fresh_rss_bytes", "tursid idle RSS, fresh start (MiB)", 40.0, False),
+    ("footprint", "tursid_idle.rss_bytes_max", "tursid idle RSS, after serving (MiB)", 40.0, False),
+    ("footprint", "ps_ms.median", "`tursi ps` wall time (ms)", 150.0, False),
+]
+
+
+def _get(report: dict[str, Any], section: str, path: str) -> Any:
+    node: Any = report.get(section)
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"# Tursi benchmark ({report['mode']} mode, {report['started']})",
+        "",
+        f"Machine: {m['cpu']}, {m['arch']}, {m['cores']} physical / {m['logical']} logical cores, {m['mem_gib']} GiB; "
+        f"features {', '.join(m['features'])}; Python {m['python']}; model threads {report['threads']}.",
+        "",
+        "| goal | figure | target | met |",
+        "|---|---|---|---|",
+    ]
+    for section, path, label, goal, higher in GOALS:
+        value = _get(report, section, path)
+        if value is None:
+            continue
+        if "rss_bytes" in path:
+            value = round(value / 2**20, 1)
+        met = value >= goal if higher else value <= goal
+        lines.append(f"| {label} | {value} | {'>=' if higher else '<='} {goal} | {'yes' if met else 'no'} |")
+    if "embeddings" in report:
+        e = report["embeddings"]
+        lines += [
+            "",
+            f"## Embeddings ({e['model']}, {e['quantization']}, {e['sentences']} sentences, median of {e['runs']})",
+            "",
+            f"Workload: {e['workload']}.",
+            "",
+            "| side | sentences/s |",
+            "|---|---|",
+        ]
+        lines += [f"| {k} | {v} |" for k, v in e["sentences_per_s"].items()]
+        lines += ["", "| latency | ms |", "|---|---|"] + [f"| {k} | {v} |" for k, v in e["latency_ms"].items()]
+        lines += [
+            "",
+            f"Cosine vs fp32 (first 64 sentences, one batched request): min {e['cosine_vs_fp32']['min']}, "
+            f"mean {e['cosine_vs_fp32']['mean']}. Worker RSS {e['worker_rss_bytes'] / 2**20:.0f} MiB.",
+        ]
+        lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in e["ratios"].items()]
+    if "llm" in report:
+        g = report["llm"]
+        sides = [k for k in ("tursi", "inprocess", "llama_server") if k in g]
+        lines += [
+            "",
+            f"## LLM ({g['model']}, {g['threads']} threads, {g['tokens']} tokens, {g['runs']} runs, "
+            f"prompt {g['prompt_tokens']} tokens)",
+            "",
+            "| side | decode tok/s | prompt tok/s | TTFT ms |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| {s} | {g[s]['decode_tok_s']} | {g[s]['prompt_tok_s']} | {g[s]['ttft_ms']} |" for s in sides]
+        lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in g["ratios"].items()]
+        lines += ["", f"Worker RSS {g['worker_rss_bytes'] / 2**20:.0f} MiB."]
+    if "footprint" in report:
+        f = report["footprint"]
+        idle = f["tursid_idle"]
+        lines += [
+            "",
+            "## Deployment time and footprint",
+            "",
+            f"- `tursi up minilm` cold (conversion included): {f['up_cold_s']} s; warm (cached artifact): "
+            f"{f['up_warm_s']} s; `tursi up smollm2` (GGUF, linked): {f['up_gguf_s']} s",
+            f"- `tursi ps`: median {f['ps_ms']['median']} ms, max {f['ps_ms']['max']} ms",
+            f"- tursid at a fresh start: RSS {f['tursid_fresh_rss_bytes'] / 2**20:.1f} MiB",
+            f"- tursid idle after serving, over {idle['seconds']} s: RSS {idle['rss_bytes_max'] / 2**20:.1f} MiB "
+            f"(USS {idle['uss_bytes'] / 2**20:.1f} MiB), CPU {idle['cpu_percent']} % "
+            f"(sampler every {idle['sample_interval_s']} s)",
+        ]
+    if "micro" in report:
+        lines += ["", "## Micro-benchmarks (pytest-benchmark, median)", "", "| benchmark | µs |", "|---|---|"]
+        lines += [f"| {k} | {v['median_us']} |" for k, v in report["micro"].items()]
+    lines += [
+        "",
+        f"Total bench time {report['seconds']} s. Reproduce: `python -m bench` (full) or `python -m bench --quick`.",
+        "",
+    ]
+    return "\n".join(lines)
