@@ -18,6 +18,7 @@ from typing import Any
 
 from converters import cache
 from converters.encoder_onnx import convert as convert_encoder
+from tursi import failpoints
 
 STAGES = ("export", "quantize", "verify", "publish")
 
@@ -32,6 +33,7 @@ def run(spec: dict[str, Any], out: Any) -> int:
     key = spec["key"]
     started = time.monotonic()
     staging = cache.make_staging(artifacts_dir, key)
+    _emit(out, {"event": "staging", "path": str(staging)})  # tursid removes it if this process dies
 
     def progress(stage: str, message: str) -> None:
         step = STAGES.index(stage) + 1 if stage in STAGES else 0
@@ -63,6 +65,7 @@ def run(spec: dict[str, Any], out: Any) -> int:
         manifest["size_bytes"] = cache.dir_size(staging)
         cache.write_json_atomic(staging / cache.MANIFEST, manifest)
         os.chdir(artifacts_dir)
+        failpoints.hit("convert.before_publish")
         final = cache.publish(staging, artifacts_dir, key)
         _emit(out, {"event": "done", "artifact": str(final), "manifest": manifest})
         return 0

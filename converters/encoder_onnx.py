@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tursi import failpoints
+
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
@@ -83,6 +85,7 @@ def convert(source: Path, out: Path, plan: dict[str, Any], progress: Progress) -
         device="cpu",
     )
     fp32 = work / "fp32" / "model.onnx"
+    failpoints.hit("convert.after_export")
     for name in TOKENIZER_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, out / name)

@@ -185,7 +185,10 @@ class ControlClient:
         resp = self._send(method, path, body, query, timeout=None)
         try:
             while True:
-                line = resp.readline()
+                try:
+                    line = resp.readline()
+                except (OSError, http.client.HTTPException):
+                    return  # the daemon went away mid-stream: the caller sees the stream end early
                 if not line:
                     return
                 yield line

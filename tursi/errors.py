@@ -172,6 +172,31 @@ class RateLimited(TursiError):
         return dict(self.extra.pop("_headers", {})) if "_headers" in self.extra else {}
 
 
+class RequestTooLarge(InvalidRequest):
+    code = "request_too_large"
+    title = "The request body is over the limit"
+    http_status = 413
+
+
+class RequestTimeout(InvalidRequest):
+    code = "request_timeout"
+    title = "The request body did not arrive in time"
+    http_status = 408
+
+
+class HostNotAllowed(InvalidRequest):
+    code = "host_not_allowed"
+    title = "Host header not allowed on a loopback server"
+    http_status = 421
+
+
+class DiskFull(TursiError):
+    code = "insufficient_storage"
+    title = "No space left on the device"
+    http_status = 507
+    exit_code = 74  # EX_IOERR
+
+
 class DigestMismatch(TursiError):
     code = "digest_mismatch"
     title = "A file does not match its checksum"

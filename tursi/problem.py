@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
-from tursi.errors import InternalError, InvalidRequest, TursiError, problem_for
+from tursi.errors import InternalError, TursiError, problem_for
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +41,3 @@ async def problem_middleware(
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(InternalError("internal error; see the server log"))
-
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 invalid_request."""
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InvalidRequest(f"body is not valid JSON: {e}") from e
-    if not isinstance(body, dict):
-        raise InvalidRequest("body must be a JSON object")
-    return body

@@ -11,6 +11,7 @@ from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
 from tursi.cli.transfer import send_bundle
 from tursi.client import problem_to_error
+from tursi.errors import DaemonUnavailable
 
 
 @click.command("up")
@@ -187,7 +188,9 @@ def follow(cli: CliContext, path: str, body: dict[str, Any], final: str) -> dict
                 return event
     finally:
         progress.close(ok=ok)
-    raise click.ClickException("tursid closed the stream before it finished; see `tursi logs`")
+    raise DaemonUnavailable(
+        "tursid closed the connection before it finished (did it stop?)", hint="check `tursi ps -a` and its log"
+    )
 
 
 COMMANDS = [up_cmd]

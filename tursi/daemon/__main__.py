@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 def _tls(args: Any, settings: Any, listen: tuple[str, int] | None) -> Any:
     """The server SSL context for --listen, or None; ValueError for a refused combination."""
     from tursi.daemon import tls
-    from tursi.daemon.remote import is_loopback
+    from tursi.guards import is_loopback_bind as is_loopback
 
     if listen is None:
         if args.no_tls or args.no_auth or args.tls_cert or args.tls_key:

@@ -19,9 +19,10 @@ from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.lock import InstanceLock
 from tursi.daemon.logfiles import rotation_loop
 from tursi.daemon.memory import release_free_memory
-from tursi.daemon.remote import TokenGuard, guard_middleware
+from tursi.daemon.remote import TokenGuard, token_middleware
 from tursi.daemon.sampler import Sampler
 from tursi.daemon.supervisor import Supervisor
+from tursi.guards import guard_middleware, is_loopback_bind
 from tursi.hardware import detect_cached
 from tursi.problem import problem_middleware
 from tursi.settings import Settings
@@ -40,11 +41,14 @@ async def _trim_loop(every_s: float = 30.0) -> None:
         await asyncio.sleep(every_s)
 
 
-def build_app(daemon: Daemon, require_token: bool = True) -> web.Application:
-    middlewares = [problem_middleware]
+MAX_BODY = 1024 * 1024  # control requests are small; bundles stream past this on their own route
+
+
+def build_app(daemon: Daemon, require_token: bool = True, loopback_only: bool = True) -> web.Application:
+    middlewares = [problem_middleware, guard_middleware(MAX_BODY, loopback_only)]
     if require_token:  # TCP requests need the token; the Unix socket's 0600 mode is its own check
-        middlewares.append(guard_middleware(TokenGuard(daemon.settings.home)))
-    app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
+        middlewares.append(token_middleware(TokenGuard(daemon.settings.home)))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[DAEMON] = daemon
     app.add_routes(system.routes)
     app.add_routes(deployments.routes)
@@ -96,7 +100,7 @@ def serve(
         )
         sock = settings.socket_path
         sock.unlink(missing_ok=True)  # stale: we hold the lock, so no live daemon owns it
-        app = build_app(daemon, require_token)
+        app = build_app(daemon, require_token, loopback_only=listen is None or is_loopback_bind(listen[0]))
         log.info("tursid pid=%d listening on unix://%s", os.getpid(), sock)
         asyncio.run(_run(app, sock, settings.stop_grace_s, listen, tls))
         store.close()

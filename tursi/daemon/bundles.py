@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -14,14 +15,15 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from converters import cache
+from tursi import failpoints
 from tursi.daemon.artifacts import find_artifact
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.deployments import ensure_artifact
-from tursi.errors import BundleTooLarge, InvalidSpec, TargetMismatch, TursiError, problem_for
+from tursi.errors import BundleTooLarge, DiskFull, InvalidSpec, TargetMismatch, TursiError, problem_for
 from tursi.fit import misfits
+from tursi.guards import read_json
 from tursi.hardware import load_target
 from tursi.plan import NAME_RE, Options, make_plan
-from tursi.problem import read_json
 from tursi.refs import resolve
 
 if TYPE_CHECKING:
@@ -151,31 +153,35 @@ async def load(request: web.Request) -> web.Response:
         present = cache.lookup(root, info.key) is not None
         if not present:
             await loop.run_in_executor(None, _unpack, spool, info, root)
-        manifest = info.manifest
-        plan = manifest["plan"]
-        daemon.store.record_artifact(
-            info.key,
-            str(root / info.key),
-            str(manifest.get("source", {}).get("reference", info.name)),
-            plan["format"],
-            str(manifest.get("quantization") or plan.get("quantization")),
-            info.size_bytes,
-        )
-        daemon.store.add_event(None, "loaded", f"bundle {info.name} -> {info.key[:12]}")
-        return web.json_response(
-            {
-                "key": info.key,
-                "name": info.name,
-                "target": info.target.get("name"),
-                "format": plan["format"],
-                "quantization": manifest.get("quantization") or plan.get("quantization"),
-                "size_bytes": info.size_bytes,
-                "already_present": present,
-                "warnings": reasons,
-            }
-        )
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise DiskFull(f"no space left in {root} for the bundle", hint="tursi prune frees unused artifacts") from e
+        raise
     finally:
         spool.unlink(missing_ok=True)
+    manifest = info.manifest
+    plan = manifest["plan"]
+    daemon.store.record_artifact(
+        info.key,
+        str(root / info.key),
+        str(manifest.get("source", {}).get("reference", info.name)),
+        plan["format"],
+        str(manifest.get("quantization") or plan.get("quantization")),
+        info.size_bytes,
+    )
+    daemon.store.add_event(None, "loaded", f"bundle {info.name} -> {info.key[:12]}")
+    return web.json_response(
+        {
+            "key": info.key,
+            "name": info.name,
+            "target": info.target.get("name"),
+            "format": plan["format"],
+            "quantization": manifest.get("quantization") or plan.get("quantization"),
+            "size_bytes": info.size_bytes,
+            "already_present": present,
+            "warnings": reasons,
+        }
+    )
 
 
 def _unpack(spool: Path, info: bundle.BundleInfo, root: Path) -> None:
@@ -184,6 +190,7 @@ def _unpack(spool: Path, info: bundle.BundleInfo, root: Path) -> None:
     staging = cache.make_staging(root, info.key)
     try:
         bundle.extract(spool, info, staging)
+        failpoints.hit("load.before_publish")
         cache.publish(staging, root, info.key)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

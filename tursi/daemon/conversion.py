@@ -7,6 +7,8 @@ import contextlib
 import json
 import logging
 import os
+import shutil
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,6 +34,7 @@ async def run_conversion(spec: dict[str, Any], log_file: Path) -> AsyncIterator[
             env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "PYTHONUNBUFFERED": "1"},
         )
     failure: dict[str, Any] | None = None
+    staging: Path | None = None
     done = False
     finished = False
     try:
@@ -44,6 +47,8 @@ async def run_conversion(spec: dict[str, Any], log_file: Path) -> AsyncIterator[
                 continue
             if event.get("event") == "error":
                 failure = event
+            elif event.get("event") == "staging":
+                staging = Path(str(event.get("path")))
             else:
                 done = done or event.get("event") == "done"
                 yield event
@@ -54,5 +59,17 @@ async def run_conversion(spec: dict[str, Any], log_file: Path) -> AsyncIterator[
                 proc.kill()
         code = await proc.wait()
     if failure or code != 0 or not done:
-        detail = failure["detail"] if failure else f"converter exited with status {code}"
+        _remove_staging(staging, Path(spec["artifacts_dir"]))
+        if failure:
+            detail = failure["detail"]
+        elif code == -signal.SIGKILL:
+            detail = "the converter was killed (SIGKILL: often the kernel's out-of-memory killer)"
+        else:
+            detail = f"converter exited with status {code}"
         raise ConversionFailed(detail, log_tail=tail_lines(log_file, 10), hint=f"see {log_file}")
+
+
+def _remove_staging(staging: Path | None, artifacts_dir: Path) -> None:
+    """A converter that died leaves its half-made staging directory: remove it now, not at the next start."""
+    if staging is not None and staging.name.startswith(".tmp-") and staging.parent == artifacts_dir:
+        shutil.rmtree(staging, ignore_errors=True)

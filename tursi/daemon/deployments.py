@@ -15,6 +15,7 @@ import psutil
 from aiohttp import web
 
 from converters import cache
+from tursi import failpoints
 from tursi.apikeys import digest as key_digest
 from tursi.daemon.artifacts import KEY_PREFIX
 from tursi.daemon.context import DAEMON, Daemon
@@ -24,9 +25,9 @@ from tursi.daemon.logfiles import remove_all as remove_logs
 from tursi.daemon.memory import release_free_memory
 from tursi.daemon.supervisor import log_path
 from tursi.errors import DeploymentExists, DeploymentNotFound, InvalidSpec, PortInUse, TursiError, problem_for
+from tursi.guards import read_json
 from tursi.hardware import load_target
 from tursi.plan import NAME_RE, Options, Plan, make_plan, tool_versions
-from tursi.problem import read_json
 from tursi.refs import ModelRef, resolve
 from tursi.state import Deployment
 
@@ -286,9 +287,11 @@ async def _bring_up(daemon: Daemon, up: UpRequest, emit: Any) -> Deployment:
             "quantization_scheme": opts.quantization,
         },
     )
+    failpoints.hit("up.before_commit")
     daemon.store.add_deployment(dep)
     remove_logs(log_path(settings.logs_dir, name), settings.log_files)
     daemon.supervisor.lifecycle(name, "created", f"model={reference} artifact={key[:12]}")
+    failpoints.hit("up.after_commit")
     await emit({"event": "status", "message": f"starting worker on {dep.endpoint}"})
     await daemon.supervisor.start(dep)
     await daemon.supervisor.wait_ready(dep, settings.ready_timeout_s)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 import socket
 import time
@@ -63,7 +62,7 @@ class TokenGuard:
         raise Unauthorized("tursid over TCP needs its token: set TURSI_TOKEN (Authorization: Bearer <token>)")
 
 
-def guard_middleware(guard: TokenGuard) -> Callable[..., Awaitable[web.StreamResponse]]:
+def token_middleware(guard: TokenGuard) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -83,11 +82,3 @@ def parse_listen(value: str) -> tuple[str, int]:
         raise ValueError(f"--listen {value!r}: use HOST:PORT, e.g. 0.0.0.0:8765")
     return host.strip("[]"), int(port)
 
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

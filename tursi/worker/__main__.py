@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tursi.guards import is_loopback_bind
 from tursi.ratelimit import RateLimiter, parse_rate_limit
 from tursi.worker.app import build_app
 from tursi.worker.state import WorkerState
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger(__name__).info(
         "worker pid=%d name=%s serving on http://%s:%d", os.getpid(), args.name, args.host, args.port
     )
-    web.run_app(build_app(state), host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=5.0)
+    app = build_app(state, loopback_only=is_loopback_bind(args.host))
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=5.0)
     return 0 if state.load_error is None else 1
 
 

@@ -11,6 +11,7 @@ import time
 from aiohttp import web
 
 from tursi.errors import NotReady
+from tursi.guards import guard_middleware
 from tursi.problem import problem_middleware
 from tursi.worker import embeddings, generation, tasks
 from tursi.worker.limits import add_rate_headers, api_key_middleware, rate_limit_middleware
@@ -86,9 +87,15 @@ async def _load_runtime(app: web.Application) -> None:
 _LOADER = web.AppKey("loader", asyncio.Task)
 
 
-def build_app(state: WorkerState) -> web.Application:
+def build_app(state: WorkerState, loopback_only: bool = False) -> web.Application:
     app = web.Application(
-        middlewares=[problem_middleware, api_key_middleware, rate_limit_middleware], client_max_size=MAX_BODY
+        middlewares=[
+            problem_middleware,
+            guard_middleware(MAX_BODY, loopback_only),
+            api_key_middleware,
+            rate_limit_middleware,
+        ],
+        client_max_size=MAX_BODY,
     )
     app.on_response_prepare.append(add_rate_headers)
     app[STATE] = state

@@ -14,7 +14,7 @@ from aiohttp import web
 from runtimes.llama_runtime import Chunk
 from runtimes.llama_runtime import ContextLengthExceeded as RuntimeContextExceeded
 from tursi.errors import ContextLengthExceeded
-from tursi.problem import read_json
+from tursi.guards import read_json
 from tursi.worker.openai_params import GenerationRequest, parse_generation, parse_messages, parse_prompt
 from tursi.worker.state import STATE, WorkerState, check_model, observed, require_task
 

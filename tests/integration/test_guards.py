@@ -1,0 +1,80 @@
+"""Request guards on a real worker and a real tursid: 413 before the body is read, 408 for a body that trickles
+(while other requests keep being served), 400 for JSON nested too deep, 421 for a foreign Host on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DaemonProc, Env
+from tests.integration.test_lifecycle import post
+from tursi.errors import InvalidRequest, RequestTooLarge
+
+
+def raw_http(port: int, head: str, body: bytes = b"", wait_s: float = 10.0) -> tuple[int, dict]:
+    """Send a hand-made request (possibly incomplete) and return (status, JSON body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as s:
+        s.sendall(head.encode() + b"\r\n\r\n" + body)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, json.loads(data.split(b"\r\n\r\n", 1)[1] or b"{}")
+
+
+def _length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
+
+
+def test_worker_guards(env: Env, tiny_bert: Path) -> None:
+    env.vars["TURSI_BODY_TIMEOUT"] = "1"
+    DaemonProc(env).start()
+    endpoint = env.cli("up", str(tiny_bert), "--name", "g", check=True).stdout.split(": ", 1)[1].strip()
+    port = int(endpoint.rsplit(":", 1)[1].split("/")[0])
+    host = f"Host: 127.0.0.1:{port}"
+
+    t0 = time.monotonic()  # no body is ever sent: the answer must come from the headers alone
+    status, problem = raw_http(port, f"POST /v1/embeddings HTTP/1.1\r\n{host}\r\nContent-Length: 50000000")
+    assert (status, problem["code"]) == (413, "request_too_large")
+    assert time.monotonic() - t0 < 5
+
+    with socket.create_connection(("127.0.0.1", port)) as slow:  # 10 of 100 promised bytes, then silence
+        slow.sendall(f"POST /v1/embeddings HTTP/1.1\r\n{host}\r\nContent-Length: 100\r\n\r\n".encode() + b'{"input": ')
+        assert post(endpoint + "/embeddings", {"input": "others are served meanwhile"})[0] == 200
+        slow.settimeout(10)
+        answer = slow.recv(65536)
+    assert b" 408 " in answer.split(b"\r\n", 1)[0]
+    assert b"request_timeout" in answer
+
+    status, problem = raw_http(port, f"POST /v1/embeddings HTTP/1.1\r\n{host}\r\nContent-Length: 100000", b"[" * 100000)
+    assert (status, problem["code"]) == (400, "invalid_request")
+    deep = json.dumps({"input": "x", "extra": json.loads("[" * 40 + "]" * 40)}).encode()
+    status, problem = raw_http(port, f"POST /v1/embeddings HTTP/1.1\r\n{host}\r\nContent-Length: {len(deep)}", deep)
+    assert (status, problem["code"]) == (400, "invalid_request")
+    assert "nests deeper" in problem["detail"]
+
+    evil = "Host: attacker.example:80"  # DNS rebinding: a page whose name now points at 127.0.0.1
+    status, problem = raw_http(port, f"POST /v1/embeddings HTTP/1.1\r\n{evil}\r\nContent-Length: 2", b"{}")
+    assert (status, problem["code"]) == (421, "host_not_allowed")
+    status, _ = raw_http(port, f"GET /health HTTP/1.1\r\nHost: localhost:{port}")
+    assert status == 200
+    assert env.client.healthy()
+
+
+def test_tursid_guards(env: Env, daemon: DaemonProc) -> None:
+    client = env.client
+    with pytest.raises(RequestTooLarge):  # over tursid's 1 MiB for control requests
+        client.request("POST", "/v1/deployments", {"model": "x" * (2 * 1024 * 1024)})
+    with pytest.raises(InvalidRequest, match="nests deeper"):
+        client.request("POST", "/v1/deployments", {"model": "minilm", "x": json.loads("[" * 40 + "]" * 40)})
+    assert client.healthy()
