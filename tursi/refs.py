@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tursi import safetensors_header
 from tursi.errors import InvalidRequest, ModelNotFound, NotSupported, UnsafeModel
 
 
@@ -129,6 +130,8 @@ def _task_of_folder(path: Path, allow_pickle: bool = False) -> str:
             )
         if not pickles:
             raise InvalidRequest(f"{path} has no .safetensors weights")
+    for weights in sorted(path.glob("*.safetensors")):
+        safetensors_header.check(weights)  # bounds-checked before any library maps the file
     try:
         cfg = json.loads(config.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

