@@ -22,6 +22,13 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "version": __version__, "pid": os.getpid()})
 
 
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    from tursi.openapi import control
+
+    return web.json_response(control())
+
+
 @routes.get("/v1/system")
 async def system(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]

@@ -36,6 +36,13 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "model": st.name, "task": st.task, **st.runtime.info()})
 
 
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    from tursi.openapi import inference
+
+    return web.json_response(inference())
+
+
 @routes.get("/v1/models")
 async def models(request: web.Request) -> web.Response:
     st = request.app[STATE]

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tursi.errors import ModelNotFound, NotReady, TursiError, UnsupportedTask
+from tursi.errors import InvalidRequest, ModelNotFound, NotReady, TursiError, UnsupportedTask
 from tursi.ratelimit import RateLimiter
 from tursi.worker.batcher import Batcher
 from tursi.worker.gate import Gate
@@ -72,6 +72,8 @@ def require_task(st: WorkerState, task: str) -> Any:
 
 def check_model(st: WorkerState, body: dict[str, Any]) -> None:
     model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidRequest("'model' must be a string", param="model")
     if model is not None and model not in st.model_ids():
         ids = ", ".join(sorted(st.model_ids()))
         raise ModelNotFound(f"model '{model}' is not served here", hint=f"use one of: {ids}")

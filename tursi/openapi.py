@@ -1,0 +1,247 @@
+"""OpenAPI 3.1 documents for the control API (tursid) and the inference API (workers), served at /openapi.json.
+
+Every operation lists its success response and a ``default`` problem+json response: errors of any status
+must still be a Problem. schemathesis checks both APIs against these in CI (tests/integration/test_openapi.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tursi import __version__
+
+PROBLEM = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "pattern": "^[a-z0-9_]+$"},
+        "hint": {"type": ["string", "null"]},
+    },
+}
+NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
+KEY = {"type": "string", "pattern": "^[0-9a-f]{4,32}$"}
+OBJ: dict[str, Any] = {"type": "object"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _op(summary: str, ok: dict[str, Any], body: dict[str, Any] | None = None, params: list | None = None) -> dict:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            "200": {"description": "OK", **ok},
+            "default": {"description": "A problem", "content": {"application/problem+json": {"schema": PROBLEM}}},
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, **body}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _text(media: str = "text/plain") -> dict[str, Any]:
+    return {"content": {media: {"schema": {"type": "string"}}}}
+
+
+DEPLOYMENT = {
+    "type": "object",
+    "required": ["name", "model", "status", "endpoint", "format", "quantization"],
+    "properties": {
+        "name": NAME,
+        "model": {"type": "string"},
+        "status": {"type": "string"},
+        "endpoint": {"type": "string"},
+        "format": {"type": "string"},
+        "quantization": {"type": "string"},
+    },
+}
+UP_BODY = {
+    "type": "object",
+    "required": ["model"],
+    "properties": {
+        "model": {"type": "string"},
+        "name": NAME,
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "host": {"type": "string"},
+        "quantization": {"enum": ["dynamic", "static"]},
+        "bits": {"enum": [4, 8]},
+        "threads": {"type": "integer", "minimum": 0, "maximum": 1024},
+        "ctx_size": {"type": "integer", "minimum": 0},
+        "max_queue": {"type": "integer", "minimum": 0, "maximum": 4096},
+        "max_batch": {"type": "integer", "minimum": 1, "maximum": 1024},
+        "batch_wait_ms": {"type": "number", "minimum": 0, "maximum": 1000},
+        "target": {"type": "string"},
+        "rate_limit": {"type": "string"},
+        "restart": {"type": "string"},
+        "api_key": {"type": "string"},
+    },
+}
+REMOVED = {
+    "type": "object",
+    "required": ["removed"],
+    "properties": {"removed": {"type": "array", "items": {"type": "string"}}},
+}
+FREED = {
+    "type": "object",
+    "required": ["removed", "freed_bytes"],
+    "properties": {"removed": {"type": "array", "items": {"type": "string"}}, "freed_bytes": {"type": "integer"}},
+}
+
+
+def control() -> dict[str, Any]:
+    name, key = _path_param("name", NAME), _path_param("key", KEY)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Tursi control API (tursid)", "version": __version__},
+        "paths": {
+            "/health": {"get": _op("Liveness", _json({"type": "object", "required": ["status", "version", "pid"]}))},
+            "/openapi.json": {"get": _op("This document", _json(OBJ))},
+            "/metrics": {"get": _op("Prometheus metrics", _text())},
+            "/v1/system": {"get": _op("Hardware profile, versions, targets", _json(OBJ))},
+            "/v1/stats": {"get": _op("The latest resource sample", _json(OBJ))},
+            "/v1/deployments": {
+                "get": _op(
+                    "List deployments (ps)",
+                    _json({"type": "array", "items": DEPLOYMENT}),
+                    params=[_query("all", {"enum": ["0", "1", "true", "false"]})],
+                ),
+                "post": _op(
+                    "Deploy a model (up): NDJSON progress events, then ready or error",
+                    _text("application/x-ndjson"),
+                    _json(UP_BODY),
+                ),
+                "delete": _op("Remove every deployment", _json(REMOVED)),
+            },
+            "/v1/deployments/{name}": {
+                "get": _op("Inspect", _json(DEPLOYMENT), params=[name]),
+                "delete": _op("Remove (down)", _json(REMOVED), params=[name]),
+            },
+            "/v1/deployments/{name}/logs": {
+                "get": _op(
+                    "Log lines",
+                    _text(),
+                    params=[
+                        name,
+                        _query("tail", {"type": "integer"}),
+                        _query("since", {"type": "string"}),
+                        _query("timestamps", {"enum": ["0", "1"]}),
+                    ],
+                ),
+            },
+            "/v1/artifacts": {"get": _op("Cached artifacts (images)", _json({"type": "array", "items": OBJ}))},
+            "/v1/artifacts/{key}": {"delete": _op("Remove an unused artifact (rmi)", _json(FREED), params=[key])},
+            "/v1/artifacts/prune": {"post": _op("Remove unused artifacts", _json(FREED))},
+            "/v1/artifacts/build": {
+                "post": _op(
+                    "Convert for a target profile into the cache", _text("application/x-ndjson"), _json(UP_BODY)
+                ),
+            },
+            "/v1/artifacts/{key}/bundle": {
+                "get": _op(
+                    "The artifact as a .tursi tar", _text("application/x-tar"), params=[key, _query("name", NAME)]
+                ),
+            },
+            "/v1/artifacts/load": {
+                "post": _op(
+                    "Import a .tursi bundle",
+                    _json(OBJ),
+                    {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                    params=[_query("force", {"enum": ["0", "1"]})],
+                ),
+            },
+        },
+    }
+
+
+EMBEDDINGS_BODY = {
+    "type": "object",
+    "properties": {
+        "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "model": {"type": "string"},
+        "encoding_format": {"enum": ["float", "base64"]},
+        "dimensions": {"type": "integer"},
+    },
+}
+EMBEDDINGS_OUT = {
+    "type": "object",
+    "required": ["object", "data", "model", "usage"],
+    "properties": {
+        "object": {"const": "list"},
+        "data": {"type": "array", "items": {"type": "object", "required": ["object", "index", "embedding"]}},
+        "model": {"type": "string"},
+        "usage": {"type": "object", "required": ["prompt_tokens", "total_tokens"]},
+    },
+}
+SAMPLING = {
+    "max_tokens": {"type": ["integer", "null"]},
+    "max_completion_tokens": {"type": ["integer", "null"]},
+    "temperature": {"type": "number"},
+    "top_p": {"type": "number"},
+    "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    "seed": {"type": "integer"},
+    "stream": {"type": "boolean"},
+    "model": {"type": "string"},
+}
+CHAT_BODY = {
+    "type": "object",
+    "properties": {
+        "messages": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"role": {"enum": ["system", "user", "assistant"]}, "content": {"type": "string"}},
+            },
+        },
+        **SAMPLING,
+    },
+}
+COMPLETION_BODY = {"type": "object", "properties": {"prompt": {"type": "string"}, **SAMPLING}}
+TASK_BODY = {
+    "type": "object",
+    "properties": {
+        "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "top_k": {"type": "integer"},
+        "model": {"type": "string"},
+    },
+}
+CHOICES = {"type": "object", "required": ["object", "choices", "model"]}
+
+
+def _generation(summary: str, body: dict[str, Any]) -> dict[str, Any]:
+    op = _op(summary, _json(CHOICES), _json(body))
+    op["responses"]["200"]["content"]["text/event-stream"] = {"schema": {"type": "string"}}
+    return op
+
+
+def inference() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Tursi inference API (a worker; OpenAI-compatible routes)", "version": __version__},
+        "paths": {
+            "/health": {"get": _op("Liveness", _json(OBJ))},
+            "/ready": {"get": _op("Ready once the model is loaded (else 503 not_ready)", _json(OBJ))},
+            "/openapi.json": {"get": _op("This document", _json(OBJ))},
+            "/metrics": {"get": _op("Prometheus metrics", _text())},
+            "/v1/models": {"get": _op("The model served here", _json({"type": "object", "required": ["data"]}))},
+            "/v1/embeddings": {"post": _op("Embeddings", _json(EMBEDDINGS_OUT), _json(EMBEDDINGS_BODY))},
+            "/v1/chat/completions": {"post": _generation("Chat completion", CHAT_BODY)},
+            "/v1/completions": {"post": _generation("Text completion", COMPLETION_BODY)},
+            "/v1/classify": {"post": _op("Classification", _json(OBJ), _json(TASK_BODY))},
+            "/v1/fill-mask": {"post": _op("Fill the mask", _json(OBJ), _json(TASK_BODY))},
+        },
+    }
