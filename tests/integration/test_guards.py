@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import DaemonProc, Env
@@ -62,6 +64,12 @@ def test_worker_guards(env: Env, tiny_bert: Path) -> None:
     status, problem = raw_http(port, f"POST /v1/embeddings HTTP/1.1\r\n{host}\r\nContent-Length: {len(deep)}", deep)
     assert (status, problem["code"]) == (400, "invalid_request")
     assert "nests deeper" in problem["detail"]
+
+    bomb = gzip.compress(b'{"input": "' + b"a" * (64 * 1024 * 1024) + b'"}')  # 64 MiB of JSON in ~65 KiB
+    head = f"POST /v1/embeddings HTTP/1.1\r\n{host}\r\nContent-Encoding: gzip\r\nContent-Length: {len(bomb)}"
+    status, problem = raw_http(port, head, bomb)
+    assert (status, problem["code"]) == (413, "request_too_large")  # the limit counts inflated bytes
+    assert psutil.Process(env.ps()[0]["pid"]).memory_info().rss < 1024 * 1024 * 1024
 
     evil = "Host: attacker.example:80"  # DNS rebinding: a page whose name now points at 127.0.0.1
     status, problem = raw_http(port, f"POST /v1/embeddings HTTP/1.1\r\n{evil}\r\nContent-Length: 2", b"{}")
