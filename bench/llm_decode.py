@@ -9,49 +9,18 @@ the ratio of medians is the figure to watch (goal >= 0.97). Time to first token 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from bench.harness import BenchDaemon
+from bench.llm import PROMPT, stream_http, stream_inprocess
 from tursi.refs import find_package_dir
 
-PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
-
-
-def decode_rate(arrivals: list[float]) -> float:
-    """Tokens per second after the first token (prompt processing excluded)."""
-    if len(arrivals) < 2:
-        return 0.0
-    return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
-
-
-def run_tursi(port: int, tokens: int) -> tuple[float, float, int]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    body = {"prompt": PROMPT, "max_tokens": tokens, "temperature": 0, "stream": True}
-    t0 = time.perf_counter()
-    conn.request("POST", "/v1/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    arrivals = []
-    for line in resp:  # a light client: the load generator shares the machine's two cores with the server
-        if line.startswith(b"data: {") and b'"text": ""' not in line and b'"choices": []' not in line:
-            arrivals.append(time.perf_counter())
-    conn.close()
-    return decode_rate(arrivals), arrivals[0] - t0, len(arrivals)
-
-
-def run_inprocess(llm: Any, tokens: int) -> tuple[float, float, int]:
-    t0 = time.perf_counter()
-    arrivals = []
-    for chunk in llm.create_completion(PROMPT, max_tokens=tokens, temperature=0, stream=True):
-        if chunk["choices"][0]["text"]:
-            arrivals.append(time.perf_counter())
-    return decode_rate(arrivals), arrivals[0] - t0, len(arrivals)
+# the streaming helpers are shared with the full suite (python -m bench)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -70,12 +39,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         llm = Llama(
             model_path=str(gguf), n_ctx=4096, n_threads=args.threads, n_threads_batch=args.threads, verbose=False
         )
-        run_tursi(port, 8)  # warm both sides
-        run_inprocess(llm, 8)
+        stream_http(port, PROMPT, 8)  # warm both sides
+        stream_inprocess(llm, PROMPT, 8)
         tursi, local = [], []
         for _ in range(args.runs):
-            tursi.append(run_tursi(port, args.tokens))
-            local.append(run_inprocess(llm, args.tokens))
+            tursi.append(stream_http(port, PROMPT, args.tokens))
+            local.append(stream_inprocess(llm, PROMPT, args.tokens))
     t_rate, l_rate = statistics.median(r[0] for r in tursi), statistics.median(r[0] for r in local)
     report = {
         "model": gguf.name,
