@@ -33,6 +33,9 @@ def load_runtime(artifact_dir: Path, manifest: dict[str, Any], threads: int, ctx
     if runtime == "onnxruntime":
         from runtimes.onnx_embed import OnnxEmbedder
         from runtimes.onnx_tasks import OnnxClassifier, OnnxFillMask
+        from tursi.onnx_external import check_folder
+
+        check_folder(artifact_dir)  # external-data paths confined before onnxruntime opens anything
 
         cls = {"classification": OnnxClassifier, "fill-mask": OnnxFillMask}.get(plan.get("task"), OnnxEmbedder)
         return cls.load(artifact_dir, threads=threads)

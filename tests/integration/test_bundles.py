@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import DaemonProc, Env
 from tests.integration.test_lifecycle import embed
-from tursi.errors import BundleTooLarge, DigestMismatch, UnsafeBundle
+from tursi.errors import BundleTooLarge, DigestMismatch, UnsafeBundle, UnsafeModel
 
 TEXTS = ["a bundle moves a model", "from a workstation to a device"]
 
@@ -130,6 +130,50 @@ def test_tampered_or_unsafe_bundles_are_refused_with_nothing_kept(
         client.upload("/v1/artifacts/load", io.BytesIO(b"not a tar at all" * 64), 1024)
     assert artifact_entries(device_env) == []
     assert device_env.client.healthy()  # tursid kept serving throughout
+
+
+def test_onnx_that_reads_outside_the_artifact_is_refused(
+    env: Env, device_env: Env, built: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    """A bundle whose digests all match, but whose model.onnx points a weight at a file outside the artifact."""
+    import onnx
+
+    bundle, _ = built
+    with tarfile.open(bundle) as tar:
+        model = onnx.load_from_string(tar.extractfile("artifact/model.onnx").read())  # type: ignore[union-attr]
+    weight = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    length = len(weight.raw_data)
+    weight.ClearField("raw_data")
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    for k, v in (("location", "../../../tursid.lock"), ("offset", "0"), ("length", str(length))):
+        entry = weight.external_data.add()
+        entry.key, entry.value = k, v
+    evil = model.SerializeToString()
+
+    def swap(m: tarfile.TarInfo, data: bytes):
+        if m.name == "tursi-bundle.json":
+            index = json.loads(data)
+            for f in index["files"]:
+                if f["path"] == "model.onnx":
+                    f["size"], f["sha256"] = len(evil), hashlib.sha256(evil).hexdigest()
+            data = json.dumps(index).encode()
+        elif m.name == "artifact/model.onnx":
+            data = evil
+        m.size = len(data)
+        yield m, data
+
+    bad = tmp_path / "external.tursi"
+    rewrite(bundle, bad, swap)
+    DaemonProc(device_env).start()
+    proc = device_env.cli("load", str(bad))
+    assert proc.returncode == 65, proc.stderr
+    assert "not a plain path inside the model's folder" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert artifact_entries(device_env) == []  # refused after unpacking to staging, before publishing
+    with bad.open("rb") as fh, pytest.raises(UnsafeModel) as e:
+        device_env.client.upload("/v1/artifacts/load", fh, bad.stat().st_size)
+    assert e.value.code == "unsafe_model"
+    assert device_env.client.healthy()
 
 
 def test_size_cap_and_target_fit(env: Env, device_env: Env, built: tuple[Path, np.ndarray], tiny_bert: Path) -> None:

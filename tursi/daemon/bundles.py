@@ -185,11 +185,12 @@ async def load(request: web.Request) -> web.Response:
 
 
 def _unpack(spool: Path, info: bundle.BundleInfo, root: Path) -> None:
-    from tursi import bundle
+    from tursi import bundle, onnx_external
 
     staging = cache.make_staging(root, info.key)
     try:
         bundle.extract(spool, info, staging)
+        onnx_external.check_folder(staging)  # no ONNX tensor may read from outside the artifact
         failpoints.hit("load.before_publish")
         cache.publish(staging, root, info.key)
     except BaseException:

@@ -24,7 +24,15 @@ from tursi.daemon.logfiles import parse_since, read_lines
 from tursi.daemon.logfiles import remove_all as remove_logs
 from tursi.daemon.memory import release_free_memory
 from tursi.daemon.supervisor import log_path
-from tursi.errors import DeploymentExists, DeploymentNotFound, InvalidSpec, PortInUse, TursiError, problem_for
+from tursi.errors import (
+    ConversionFailed,
+    DeploymentExists,
+    DeploymentNotFound,
+    InvalidSpec,
+    PortInUse,
+    TursiError,
+    problem_for,
+)
 from tursi.guards import read_json
 from tursi.hardware import load_target
 from tursi.plan import NAME_RE, Options, Plan, make_plan, tool_versions
@@ -58,7 +66,7 @@ async def inspect_deployment(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     dep = _get(daemon, request.match_info["name"])
     body = _with_mem(dep)
-    body["manifest"] = cache.lookup(daemon.settings.artifacts_dir, dep.artifact_key)
+    body["manifest"] = cache.lookup(daemon.settings.artifacts_dir, dep.artifact_key) if dep.artifact_key else None
     body["events"] = daemon.store.events(dep.name, limit=50)
     return web.json_response(body)
 
@@ -149,15 +157,27 @@ def _pick_name(daemon: Daemon, wanted: Any, display: str) -> str:
     if wanted is not None:
         if not isinstance(wanted, str) or not NAME_RE.match(wanted):
             raise InvalidSpec("--name must match [a-z0-9][a-z0-9._-]{0,63}", param="name")
-        if daemon.store.get_deployment(wanted) or wanted in daemon.reserved_names:
+        if _name_taken(daemon, wanted):
             raise DeploymentExists(f"the name '{wanted}' is already in use", hint=f"tursi down {wanted}")
         return wanted
     base = "".join(c if c.isalnum() or c in "._-" else "-" for c in display.lower()).strip("-._")[:60] or "model"
     name, n = base, 1
-    while daemon.store.get_deployment(name) or name in daemon.reserved_names:
+    while _name_taken(daemon, name):
         n += 1
         name = f"{base}-{n}"
     return name
+
+
+def _name_taken(daemon: Daemon, name: str) -> bool:
+    """A deployment whose conversion failed (no artifact, never started) is only a record: the next up replaces it."""
+    if name in daemon.reserved_names:
+        return True
+    dep = daemon.store.get_deployment(name)
+    return dep is not None and not _failed_before_start(dep)
+
+
+def _failed_before_start(dep: Deployment) -> bool:
+    return dep.status == "failed" and not dep.artifact_key
 
 
 def _pick_port(daemon: Daemon, wanted: Any, host: str) -> int:
@@ -255,7 +275,11 @@ async def _bring_up(daemon: Daemon, up: UpRequest, emit: Any) -> Deployment:
     else:
         if up.ref is None or up.plan is None:
             raise InvalidSpec("nothing to deploy", param="model")
-        key, manifest = await ensure_artifact(daemon, up.ref, up.plan, emit)
+        try:
+            key, manifest = await ensure_artifact(daemon, up.ref, up.plan, emit)
+        except ConversionFailed as e:
+            _record_failed_conversion(daemon, up, up.ref, up.plan, e.detail)
+            raise
         reference, source_path = up.ref.reference, str(up.ref.path)
     plan = manifest["plan"]
     artifact = settings.artifacts_dir / key
@@ -288,6 +312,7 @@ async def _bring_up(daemon: Daemon, up: UpRequest, emit: Any) -> Deployment:
         },
     )
     failpoints.hit("up.before_commit")
+    _replace_failed_record(daemon, name)
     daemon.store.add_deployment(dep)
     remove_logs(log_path(settings.logs_dir, name), settings.log_files)
     daemon.supervisor.lifecycle(name, "created", f"model={reference} artifact={key[:12]}")
@@ -296,6 +321,38 @@ async def _bring_up(daemon: Daemon, up: UpRequest, emit: Any) -> Deployment:
     await daemon.supervisor.start(dep)
     await daemon.supervisor.wait_ready(dep, settings.ready_timeout_s)
     return daemon.store.get_deployment(name) or dep
+
+
+def _record_failed_conversion(daemon: Daemon, up: UpRequest, ref: ModelRef, plan: Plan, detail: str) -> None:
+    """Leave the attempt in `ps -a` as failed with its reason (like a container that could not start)."""
+    now = time.time()
+    _replace_failed_record(daemon, up.name)
+    daemon.store.add_deployment(
+        Deployment(
+            name=up.name,
+            model=ref.reference,
+            source=str(ref.path),
+            task=plan.task,
+            format=plan.format,
+            quantization=plan.quantization,
+            artifact_key="",
+            artifact_path="",
+            host=up.host,
+            port=up.port,
+            status="failed",
+            created_at=now,
+            finished_at=now,
+            reason=f"conversion failed: {detail}",
+            options={"restart": "no"},
+        )
+    )
+    daemon.supervisor.lifecycle(up.name, "failed", f"conversion failed: {detail}")
+
+
+def _replace_failed_record(daemon: Daemon, name: str) -> None:
+    old = daemon.store.get_deployment(name)
+    if old is not None and _failed_before_start(old):
+        daemon.store.remove_deployment(name)
 
 
 async def _convert(

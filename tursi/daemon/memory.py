@@ -14,8 +14,13 @@ import os
 M_ARENA_MAX = -8
 # The control API is light: the pure-Python HTTP parser and URL/multidict code are plenty, and
 # skipping their C extensions saves about 2 MB. Set only while tursid imports aiohttp (workers keep them).
-PURE_PYTHON = ("AIOHTTP_NO_EXTENSIONS", "YARL_NO_EXTENSIONS", "MULTIDICT_NO_EXTENSIONS", "PROPCACHE_NO_EXTENSIONS",
-               "FROZENLIST_NO_EXTENSIONS")
+PURE_PYTHON = (
+    "AIOHTTP_NO_EXTENSIONS",
+    "YARL_NO_EXTENSIONS",
+    "MULTIDICT_NO_EXTENSIONS",
+    "PROPCACHE_NO_EXTENSIONS",
+    "FROZENLIST_NO_EXTENSIONS",
+)
 
 
 def _libc() -> ctypes.CDLL | None:

@@ -81,4 +81,3 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"--listen {value!r}: use HOST:PORT, e.g. 0.0.0.0:8765")
     return host.strip("[]"), int(port)
-

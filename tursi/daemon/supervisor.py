@@ -264,7 +264,7 @@ class Supervisor:
         if artifacts_dir is not None:
             self._kill_orphans(artifacts_dir)
         for dep in self.store.list_deployments(all=True):
-            if dep.status in ("exited", "failed") and dep.name not in self.handles:
+            if dep.status in ("exited", "failed") and dep.artifact_key and dep.name not in self.handles:
                 if RestartPolicy.parse(dep.options.get("restart")).restart_on_daemon_start(dep.reason):
                     self.schedule_restart(dep.name, 0.0, f"policy {dep.options.get('restart')} after tursid start")
 
