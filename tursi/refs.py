@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,7 +126,31 @@ def _from_path(reference: str, path: Path, *, display: str, allow_pickle: bool =
         if suffix in PICKLE_SUFFIXES:  # a bare checkpoint has no config: never servable
             raise UnsafeModel(f"{path.name} is a pickle checkpoint; Tursi loads only safetensors, GGUF or ONNX")
         raise InvalidRequest(f"{path.name}: unknown model file type (expected a folder, .gguf or .onnx)")
+    check_links(path)
     return ModelRef(reference, "hf_folder", path, _task_of_folder(path, allow_pickle), display)
+
+
+def check_links(folder: Path) -> None:
+    """Every symlink in a model folder must resolve inside it (a Hugging Face cache snapshot may also use its
+    repo's blobs/), so a downloaded folder cannot smuggle ~/.ssh or /etc into an artifact."""
+    root = folder.resolve()
+    allowed = [root]
+    if root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--"):
+        allowed.append(root.parent.parent / "blobs")
+    for dirpath, dirnames, filenames in os.walk(root):  # symlinked folders are listed, never descended into
+        for entry in (*dirnames, *filenames):
+            link = Path(dirpath) / entry
+            if not link.is_symlink():
+                continue
+            target = link.resolve()
+            rel = link.relative_to(root)
+            if not any(target.is_relative_to(a) for a in allowed):
+                raise UnsafeModel(
+                    f"{folder}: {rel} is a symbolic link to {target}, outside the model folder",
+                    hint="copy the file into the folder if it really belongs to the model",
+                )
+            if not target.exists():
+                raise InvalidRequest(f"{folder}: {rel} is a broken symbolic link (to {target})")
 
 
 def _task_of_folder(path: Path, allow_pickle: bool = False) -> str:

@@ -98,3 +98,52 @@ def test_digest_is_stable_and_follows_content(tmp_path: Path) -> None:
 def test_odd_references_are_clear_errors(reference: str) -> None:  # found by schemathesis: a 500 before
     with pytest.raises((InvalidRequest, ModelNotFound)):
         resolve(reference)
+
+
+def test_symlinks_inside_the_folder_are_fine(tmp_path: Path) -> None:
+    d = _folder(tmp_path, ["BertModel"])
+    (d / "sub").mkdir()
+    (d / "sub" / "vocab.txt").write_text("a\n")
+    (d / "vocab.txt").symlink_to("sub/vocab.txt")
+    assert resolve(str(d)).task == "embeddings"
+
+
+@pytest.mark.parametrize("kind", ["file", "folder", "weights"])
+def test_symlinks_out_of_the_folder_are_refused(tmp_path: Path, kind: str) -> None:
+    d = _folder(tmp_path, ["BertModel"])
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "id_ed25519").write_text("PRIVATE KEY")
+    if kind == "file":
+        (d / "tokenizer.json").symlink_to(secret / "id_ed25519")
+    elif kind == "folder":
+        (d / "extra").symlink_to(secret)
+    else:  # the weights themselves, relative and climbing out
+        (d / "model.safetensors").unlink()
+        (secret / "w.safetensors").write_bytes(safetensors(b"\0" * 16))
+        (d / "model.safetensors").symlink_to("../secret/w.safetensors")
+    with pytest.raises(UnsafeModel, match="outside the model folder") as e:
+        resolve(str(d))
+    assert e.value.code == "unsafe_model"
+
+
+def test_a_hugging_face_cache_snapshot_may_link_into_its_blobs(tmp_path: Path) -> None:
+    repo = tmp_path / "hub" / "models--org--tiny"
+    snap, blobs = repo / "snapshots" / "0123abc", repo / "blobs"
+    snap.mkdir(parents=True)
+    blobs.mkdir()
+    (blobs / "aaa").write_text(json.dumps({"architectures": ["BertModel"]}))
+    (blobs / "bbb").write_bytes(safetensors(b"\0" * 16))
+    (snap / "config.json").symlink_to("../../blobs/aaa")
+    (snap / "model.safetensors").symlink_to("../../blobs/bbb")
+    assert resolve(str(snap)).task == "embeddings"
+    (snap / "stolen").symlink_to(tmp_path / "hub")  # the cache itself is not the repo's blobs
+    with pytest.raises(UnsafeModel):
+        resolve(str(snap))
+
+
+def test_a_broken_symlink_is_a_clear_error(tmp_path: Path) -> None:
+    d = _folder(tmp_path, ["BertModel"])
+    (d / "tokenizer.json").symlink_to(d / "gone.json")
+    with pytest.raises(InvalidRequest, match="broken symbolic link"):
+        resolve(str(d))
