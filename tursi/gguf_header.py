@@ -1,7 +1,9 @@
 """Read a GGUF file's header and key/value metadata without llama.cpp (tursid must stay lean).
 
 Every length is bounds-checked against the file size before it is trusted, so a truncated or
-hostile header is an error, never a huge allocation.
+hostile header is an error, never a huge allocation. The tensor table is checked too: names,
+dimensions, known ggml types, offsets aligned to ``general.alignment`` and each tensor's bytes
+inside the data section without overlapping another, before llama.cpp maps the file.
 """
 
 from __future__ import annotations
@@ -43,6 +45,18 @@ FILE_TYPES = {
     32: "BF16",
 }
 UNQUANTIZED = {"F32", "F16", "BF16"}
+
+# ggml tensor type -> (elements per block, bytes per block), as ggml defines them
+GGML_BLOCKS = {
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 40),
+    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
+    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82),
+    23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
+    34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36), 41: (128, 18), 42: (64, 18),
+}  # fmt: skip
+MAX_DIMS = 4  # GGML_MAX_DIMS
+MAX_NAME = 64  # GGML_MAX_NAME, with its terminating zero
+DEFAULT_ALIGNMENT = 32
 EMBEDDING_ARCHS = {"bert", "nomic-bert", "jina-bert-v2", "nomic-bert-moe", "modern-bert"}
 
 
@@ -127,4 +141,44 @@ def read_header(path: Path, keep_arrays: bool = False) -> GGUFInfo:
         for _ in range(kvs):
             key = r.string()
             meta[key] = r.value(r.unpack("<I"), keep_arrays)
+        _check_tensors(r, tensors, meta)
     return GGUFInfo(version, tensors, meta)
+
+
+def _check_tensors(r: _Reader, count: int, meta: dict[str, Any]) -> None:
+    """The tensor table: every tensor known, aligned, inside the data section, none overlapping."""
+    alignment = meta.get("general.alignment", DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1) or alignment > 1 << 20:
+        raise InvalidGGUF(f"general.alignment {alignment!r} is not a power of two")
+    spans: list[tuple[int, int, str]] = []
+    names: set[str] = set()
+    for _ in range(count):
+        name = r.string()
+        if len(name.encode()) >= MAX_NAME or name in names:
+            raise InvalidGGUF(f"tensor name {name[:80]!r} is too long or repeated")
+        names.add(name)
+        n_dims = r.unpack("<I")
+        if not 1 <= n_dims <= MAX_DIMS:
+            raise InvalidGGUF(f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS})")
+        dims = [r.unpack("<Q") for _ in range(n_dims)]
+        ggml_type, offset = r.unpack("<I"), r.unpack("<Q")
+        block = GGML_BLOCKS.get(ggml_type)
+        if block is None:
+            raise InvalidGGUF(f"tensor {name!r} has unknown ggml type {ggml_type}")
+        elements = 1
+        for d in dims:
+            elements *= d
+        if any(d == 0 for d in dims) or elements >= 1 << 62 or dims[0] % block[0]:
+            raise InvalidGGUF(f"tensor {name!r} has impossible dimensions {dims} for its type")
+        if offset % alignment:
+            raise InvalidGGUF(f"tensor {name!r} offset {offset} is not aligned to {alignment}")
+        spans.append((offset, elements // block[0] * block[1], name))
+    data_start = -(-r.fh.tell() // alignment) * alignment
+    room = r.size - data_start
+    end_before = 0
+    for offset, nbytes, name in sorted(spans):
+        if offset < end_before:
+            raise InvalidGGUF(f"tensor {name!r} overlaps the tensor before it")
+        if offset + nbytes > room:
+            raise InvalidGGUF(f"tensor {name!r} ends past the end of the file (truncated or corrupt)")
+        end_before = offset + nbytes

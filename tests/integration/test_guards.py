@@ -86,3 +86,39 @@ def test_tursid_guards(env: Env, daemon: DaemonProc) -> None:
     with pytest.raises(InvalidRequest, match="nests deeper"):
         client.request("POST", "/v1/deployments", {"model": "minilm", "x": json.loads("[" * 40 + "]" * 40)})
     assert client.healthy()
+
+
+def test_slow_headers_and_connection_floods(env: Env, tiny_bert: Path) -> None:
+    """Slowloris on headers is cut at TURSI_HEADER_TIMEOUT; one address cannot hold more than its share of
+    connections (the next gets 503 too_many_connections) while other addresses are served."""
+    env.vars.update({"TURSI_HEADER_TIMEOUT": "2", "TURSI_MAX_CONNECTIONS_PER_CLIENT": "6"})
+    DaemonProc(env).start()
+    endpoint = env.cli("up", str(tiny_bert), "--name", "g", check=True).stdout.split(": ", 1)[1].strip()
+    port = int(endpoint.rsplit(":", 1)[1].split("/")[0])
+    half = f"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: appl".encode()
+    attacker = ("127.0.0.2", 0)  # another loopback address: a second client as the worker sees it
+
+    hogs = [socket.create_connection(("127.0.0.1", port), source_address=attacker) for _ in range(6)]
+    for s in hogs:
+        s.sendall(half)  # headers begun, never finished
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=attacker) as extra:
+        answer = extra.recv(65536)
+        assert extra.recv(65536) == b""  # and closed
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    problem = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert (problem["code"], problem["status"]) == ("too_many_connections", 503)
+    assert post(endpoint + "/embeddings", {"input": "another client is served meanwhile"})[0] == 200
+
+    t0 = time.monotonic()
+    for s in hogs:  # each hog is closed by the server once its headers are 2 s late
+        s.settimeout(10)
+        assert s.recv(65536) == b""
+    assert time.monotonic() - t0 < 6
+    for s in hogs:
+        s.close()
+    worker = psutil.Process(env.ps()[0]["pid"])
+    left = [c for c in worker.net_connections("tcp") if c.raddr and c.raddr.ip == "127.0.0.2"]
+    assert left == []  # nothing of the hogs is left open in the worker
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=attacker) as again:
+        again.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        assert again.recv(65536).startswith(b"HTTP/1.1 200 ")  # its count went back down

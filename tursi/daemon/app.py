@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from converters.cache import remove_stale_staging
+from tursi.connections import ConnectionLimits, LimitedTCPSite, runner_for
 from tursi.daemon import artifacts, bundles, deployments, system
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.lock import InstanceLock
@@ -125,7 +126,8 @@ async def _run(
     listen: tuple[str, int] | None = None,
     tls: ssl.SSLContext | None = None,
 ) -> None:
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=grace_s)
+    limits = ConnectionLimits.from_env()
+    runner = runner_for(app, limits, handle_signals=False, access_log=None, shutdown_timeout=grace_s)
     await runner.setup()
     old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
     try:
@@ -134,7 +136,7 @@ async def _run(
         os.umask(old_umask)
     os.chmod(sock, 0o600)
     if listen is not None:
-        await web.TCPSite(runner, listen[0], listen[1], ssl_context=tls).start()
+        await LimitedTCPSite(runner, listen[0], listen[1], limits, ssl_context=tls).start()
         log.info("tursid also listening on %s://%s:%d", "https" if tls else "http", *listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

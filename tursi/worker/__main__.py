@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
+from tursi.connections import ConnectionLimits, serve
 from tursi.guards import is_loopback_bind
 from tursi.ratelimit import RateLimiter, parse_rate_limit
 from tursi.worker.app import build_app
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker pid=%d name=%s serving on http://%s:%d", os.getpid(), args.name, args.host, args.port
     )
     app = build_app(state, loopback_only=is_loopback_bind(args.host))
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=5.0)
+    asyncio.run(serve(app, args.host, args.port, ConnectionLimits.from_env(), shutdown_s=5.0))
     return 0 if state.load_error is None else 1
 
 

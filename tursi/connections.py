@@ -1,0 +1,174 @@
+"""Connection limits for the TCP servers (tursid --listen and workers).
+
+aiohttp serves every connection from one event loop, so a slow client costs a file descriptor,
+not a thread; what runs out is descriptors. Two limits keep a LAN neighbour from taking them all:
+
+- at most ``per_client`` open connections from one address and ``total`` overall; a connection
+  over either gets a one-line 503 ``too_many_connections`` problem and is closed before aiohttp
+  parses anything;
+- a request's headers must arrive within ``header_timeout_s`` of the connection going idle
+  (aiohttp's keep-alive timer closes a connection whose next request is incomplete by then, and an
+  idle keep-alive connection after the same time). Bodies have their own deadline (guards.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import resource
+import signal
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass
+class ConnectionLimits:
+    per_client: int = 256
+    total: int = 1024
+    header_timeout_s: float = 15.0
+    open: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def from_env(cls) -> ConnectionLimits:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        room = max(16, soft - 64) if soft != resource.RLIM_INFINITY else 1 << 20  # descriptors for files, SQLite
+        total = int(_env_number("TURSI_MAX_CONNECTIONS", 1024))
+        return cls(
+            per_client=max(1, int(_env_number("TURSI_MAX_CONNECTIONS_PER_CLIENT", 256))),
+            total=max(1, min(total, room)),
+            header_timeout_s=max(0.5, _env_number("TURSI_HEADER_TIMEOUT", 15.0)),
+        )
+
+    def admit(self, client: str) -> str | None:
+        """None when a new connection from ``client`` may open (and counts it), else why not."""
+        if sum(self.open.values()) >= self.total:
+            return f"this server holds its limit of {self.total} connections"
+        if self.open[client] >= self.per_client:
+            return f"{client} holds its limit of {self.per_client} connections"
+        self.open[client] += 1
+        return None
+
+    def release(self, client: str) -> None:
+        self.open[client] -= 1
+        if self.open[client] <= 0:
+            del self.open[client]
+
+
+def _refusal(detail: str) -> bytes:
+    body = json.dumps(
+        {
+            "type": "https://tursi.dev/errors/too_many_connections",
+            "title": "Too many connections",
+            "status": 503,
+            "detail": detail,
+            "code": "too_many_connections",
+        }
+    ).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class _Counted(asyncio.Protocol):
+    """Stands in front of aiohttp's protocol: counts the connection, or refuses it without creating one."""
+
+    def __init__(self, server: Any, limits: ConnectionLimits) -> None:
+        self._server = server
+        self._limits = limits
+        self._inner: Any = None
+        self._client = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        self._client = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        why = self._limits.admit(self._client)
+        if why is not None:
+            log.warning("connection refused: %s", why)
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(_refusal(why))
+            transport.close()
+            return
+        self._inner = self._server()
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._inner is not None:
+            self._limits.release(self._client)
+            self._inner.connection_lost(exc)
+            self._inner = None
+
+
+class LimitedTCPSite(web.TCPSite):
+    """A TCPSite whose connections go through ConnectionLimits."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, limits: ConnectionLimits, **kw: Any) -> None:
+        super().__init__(runner, host, port, **kw)
+        self._limits = limits
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with its runner
+        server = self._runner.server
+        if server is None:
+            raise RuntimeError("the runner is not set up")
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _Counted(server, self._limits),
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+
+def runner_for(app: web.Application, limits: ConnectionLimits, **kw: Any) -> web.AppRunner:
+    """An AppRunner whose keep-alive timer doubles as the header deadline."""
+    return web.AppRunner(app, keepalive_timeout=limits.header_timeout_s, **kw)
+
+
+async def serve(app: web.Application, host: str, port: int, limits: ConnectionLimits, shutdown_s: float) -> None:
+    """Serve ``app`` on host:port until SIGTERM or SIGINT, then shut down cleanly."""
+    runner = runner_for(app, limits, handle_signals=False, access_log=None, shutdown_timeout=shutdown_s)
+    await runner.setup()
+    try:
+        await LimitedTCPSite(runner, host, port, limits).start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
