@@ -10,6 +10,7 @@ digest while writing. Standard library only: tursid on a device has no ML librar
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -207,6 +208,15 @@ def _member_path(member: tarfile.TarInfo) -> str:
     return safe_relpath(member.name)
 
 
+@contextlib.contextmanager
+def _damage_is_unsafe() -> Iterator[None]:
+    """A member whose data runs past the end of the archive (truncated file) is a refusal, not a crash."""
+    try:
+        yield
+    except tarfile.TarError as e:
+        raise UnsafeBundle(f"the archive is damaged or truncated: {e}") from None
+
+
 def _open(path: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(path, mode="r:")  # plain tar only: no decompression bombs to defuse
@@ -245,7 +255,7 @@ def verify(path: Path, caps: Caps = Caps()) -> BundleInfo:
     """Check a bundle end to end without writing anything. Raises UnsafeBundle, DigestMismatch, BundleTooLarge."""
     if path.stat().st_size > caps.total_bytes + MAX_INDEX_BYTES + (caps.files + 2) * 3 * tarfile.BLOCKSIZE:
         raise BundleTooLarge(f"the bundle is {path.stat().st_size} bytes; the cap is {caps.total_bytes}")
-    with _open(path) as tar:
+    with _open(path) as tar, _damage_is_unsafe():
         members = _members(tar)
         first = next(members, None)
         if first is None or first.name != INDEX:
@@ -305,7 +315,7 @@ def _parse_manifest(raw: bytes) -> dict[str, Any]:
 
 def extract(path: Path, info: BundleInfo, dest: Path) -> None:
     """Unpack a verified bundle into ``dest`` (an empty staging directory we made), digests checked again."""
-    with _open(path) as tar:
+    with _open(path) as tar, _damage_is_unsafe():
         for member in _members(tar):
             if member.name == INDEX:
                 continue

@@ -70,7 +70,7 @@ def _check_entries(name: str, header: dict[str, Any], data_bytes: int) -> int:
         if not isinstance(entry, dict):
             raise InvalidSafetensors(f"{name}: tensor {key!r} is not an object")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in DTYPE_BYTES:
+        if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:  # a list here is unhashable (atheris)
             raise InvalidSafetensors(f"{name}: tensor {key!r} has unknown dtype {dtype!r}")
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
             raise InvalidSafetensors(f"{name}: tensor {key!r} has a bad shape")

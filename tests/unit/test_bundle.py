@@ -154,6 +154,17 @@ def test_not_a_tar_and_compressed_tars_are_refused(tmp_path: Path, artifact: Pat
         bundle.verify(gz)
 
 
+def test_a_truncated_bundle_is_refused_not_a_crash(artifact: Path, tmp_path: Path) -> None:
+    whole = tmp_path / "whole.tursi"
+    write(artifact, whole)
+    data = whole.read_bytes()
+    for cut in (700, 2000, 10240, 13825):  # inside the index, before members, inside model.onnx, the last byte
+        part = tmp_path / f"cut{cut}.tursi"
+        part.write_bytes(data[:cut])
+        with pytest.raises(UnsafeBundle):  # was tarfile.ReadError (a 500) when the index's data ran short (atheris)
+            bundle.verify(part)
+
+
 def test_describe_refuses_links(artifact: Path) -> None:
     (artifact / "link").symlink_to(artifact / "model.onnx")
     with pytest.raises(UnsafeBundle, match="regular files"):

@@ -43,6 +43,7 @@ def test_real_minilm_and_a_small_good_file(tmp_path: Path) -> None:
         ({"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [8, 4]}}, bytes(16), None, "outside the file"),
         ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}}, bytes(16), None, "does not match"),
         ({"a": {"dtype": "Q9", "shape": [1], "data_offsets": [0, 1]}}, bytes(1), None, "unknown dtype"),
+        ({"a": {"dtype": ["F32"], "shape": [1], "data_offsets": [0, 4]}}, bytes(4), None, "unknown dtype"),  # atheris
         ({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 0]}}, b"", None, "bad shape"),
         (
             {
