@@ -9,6 +9,7 @@ not a thread; what runs out is descriptors. Two limits keep a LAN neighbour from
 - a request's headers must arrive within ``header_timeout_s`` of the connection going idle
   (aiohttp's keep-alive timer closes a connection whose next request is incomplete by then, and an
   idle keep-alive connection after the same time). Bodies have their own deadline (guards.py).
+  With TLS the handshake gets the same deadline; connections are counted once it completes.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ class LimitedTCPSite(web.TCPSite):
             self._host,
             self._port,
             ssl=self._ssl_context,
+            ssl_handshake_timeout=self._limits.header_timeout_s if self._ssl_context else None,
             backlog=self._backlog,
             reuse_address=self._reuse_address,
             reuse_port=self._reuse_port,

@@ -140,3 +140,32 @@ def test_init_makes_token_and_certificate_then_exits(env: Env) -> None:
 
 def said_fingerprint(text: str) -> str:
     return text.split("TLS certificate ", 1)[1].split()[0]
+
+
+def test_tls_listener_has_a_handshake_deadline_and_a_connection_cap(env: Env) -> None:
+    import socket
+    import ssl
+    import time
+
+    env.vars.update({"TURSI_HEADER_TIMEOUT": "2", "TURSI_MAX_CONNECTIONS_PER_CLIENT": "3"})
+    port = free_port()
+    proc, log = start_tcp_daemon(env, "--listen", f"127.0.0.1:{port}")
+    try:
+        said(log, "TLS certificate ")
+        silent = socket.create_connection(("127.0.0.1", port), timeout=10)  # never starts TLS
+        t0 = time.monotonic()
+        assert silent.recv(100) == b""  # dropped by the handshake deadline
+        assert time.monotonic() - t0 < 6
+        silent.close()
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the cap, not the certificate, is under test
+        held = [ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10)) for _ in range(3)]
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10)) as fourth:
+            answer = fourth.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 503 ")
+        assert b"too_many_connections" in answer
+        for s in held:
+            s.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
