@@ -10,6 +10,9 @@ not a thread; what runs out is descriptors. Two limits keep a LAN neighbour from
   (aiohttp's keep-alive timer closes a connection whose next request is incomplete by then, and an
   idle keep-alive connection after the same time). Bodies have their own deadline (guards.py).
   With TLS the handshake gets the same deadline; connections are counted once it completes.
+
+A stream that its client stops reading is cut after TURSI_WRITE_TIMEOUT (worker/generation.py); how
+much the kernel parks for such a client first is up to its send buffer (TURSI_SEND_BUFFER caps it).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import os
 import resource
 import signal
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +45,7 @@ class ConnectionLimits:
     per_client: int = 256
     total: int = 1024
     header_timeout_s: float = 15.0
+    send_buffer: int = 0  # bytes of kernel send buffer per connection; 0 leaves the kernel's autotuning
     open: Counter[str] = field(default_factory=Counter)
 
     @classmethod
@@ -52,6 +57,7 @@ class ConnectionLimits:
             per_client=max(1, int(_env_number("TURSI_MAX_CONNECTIONS_PER_CLIENT", 256))),
             total=max(1, min(total, room)),
             header_timeout_s=max(0.5, _env_number("TURSI_HEADER_TIMEOUT", 15.0)),
+            send_buffer=max(0, int(_env_number("TURSI_SEND_BUFFER", 0))),
         )
 
     def admit(self, client: str) -> str | None:
@@ -105,6 +111,9 @@ class _Counted(asyncio.Protocol):
                 transport.write(_refusal(why))
             transport.close()
             return
+        sock = transport.get_extra_info("socket")
+        if self._limits.send_buffer and sock is not None:  # bounds what a slow reader parks in the kernel
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._limits.send_buffer)
         self._inner = self._server()
         self._inner.connection_made(transport)
 

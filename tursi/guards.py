@@ -15,6 +15,7 @@ from aiohttp import web
 from tursi.errors import HostNotAllowed, InvalidRequest, RequestTimeout, RequestTooLarge
 
 BODY_TIMEOUT_S = float(os.environ.get("TURSI_BODY_TIMEOUT", "30"))  # seconds a request body may take to arrive
+WRITE_TIMEOUT_S = float(os.environ.get("TURSI_WRITE_TIMEOUT", "30"))  # seconds a client may leave a stream unread
 MAX_JSON_DEPTH = 32
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 

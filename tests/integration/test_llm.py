@@ -260,3 +260,41 @@ def test_metrics_and_stats_count_llm_requests(env: Env, llm: dict[str, Any]) -> 
 
     wait_for(counted, timeout=20, interval=0.3)
     assert metric(llm["endpoint"], "tursi_generated_tokens_total") >= 1
+
+
+def test_a_client_that_stops_reading_cannot_hold_the_model(env: Env, daemon: DaemonProc) -> None:
+    """A stream nobody reads fills the socket buffers; the write deadline (TURSI_WRITE_TIMEOUT) cuts it, so the
+    next request in the gate is served instead of waiting forever."""
+    import socket
+
+    env.vars.update({"TURSI_WRITE_TIMEOUT": "2", "TURSI_SEND_BUFFER": "16384"})  # else the kernel parks ~3 MB
+    daemon.terminate()
+    DaemonProc(env).start()  # workers inherit tursid's environment
+    dep = up_llm(env, "--threads", "2", "--ctx-size", "2048")
+    port = dep["port"]
+    body = json.dumps(  # greedy counting never stops on its own: ~150 bytes of SSE per token, 1500 tokens
+        {"prompt": "Count from 1 to 1000, separated by commas: 1, 2, 3,", "max_tokens": 1500, "temperature": 0,
+         "stream": True}
+    ).encode()  # fmt: skip
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, never read
+    stalled.connect(("127.0.0.1", port))
+    stalled.sendall(
+        f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    )
+    time.sleep(1)  # the stalled stream holds the model now
+    t0 = time.monotonic()
+    status, answer = post(dep["endpoint"] + "/completions", {"prompt": "Hi", "max_tokens": 4})  # 30 s client timeout
+    waited = time.monotonic() - t0
+    assert status == 200
+    assert answer["usage"]["completion_tokens"] >= 1
+    assert waited < 30  # generation until the buffers fill (~10 s) + the 2 s deadline; unbounded without it
+    stalled.settimeout(10)
+    received = b""
+    while chunk := stalled.recv(65536):
+        received += chunk
+    stalled.close()
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert b"data: [DONE]" not in received  # the server cut the stream; it did not finish it
+    assert "client stopped reading" in env.cli("logs", "smollm2", check=True).stdout

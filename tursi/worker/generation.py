@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -14,9 +15,11 @@ from aiohttp import web
 from runtimes.llama_runtime import Chunk
 from runtimes.llama_runtime import ContextLengthExceeded as RuntimeContextExceeded
 from tursi.errors import ContextLengthExceeded
-from tursi.guards import read_json
+from tursi.guards import WRITE_TIMEOUT_S, read_json
 from tursi.worker.openai_params import GenerationRequest, parse_generation, parse_messages, parse_prompt
 from tursi.worker.state import STATE, WorkerState, check_model, observed, require_task
+
+log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 _END = object()
@@ -132,7 +135,7 @@ class _Writer:
             if self.resp is None:
                 await self._start_stream()
             if chunk.text:
-                await self._stream().write(self._token_event(chunk.text))
+                await self._write(self._token_event(chunk.text))
             return True
         except ConnectionResetError:
             return False
@@ -160,7 +163,21 @@ class _Writer:
 
     async def _send(self, payload: Any) -> None:
         data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
-        await self._stream().write(f"data: {data}\n\n".encode())
+        await self._write(f"data: {data}\n\n".encode())
+
+    async def _write(self, data: bytes | None) -> None:
+        """Write (or end the stream) with a deadline: a client that stops reading holds the model for
+        everyone behind it in the gate, so after WRITE_TIMEOUT_S its connection is cut."""
+        stream = self._stream()
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await (stream.write(data) if data is not None else stream.write_eof())
+        except TimeoutError:
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()  # the producer sees the transport closing and stops llama.cpp
+            log.warning("client stopped reading for %.0f s; stream cut", WRITE_TIMEOUT_S)
+            raise ConnectionResetError("the client stopped reading") from None
 
     def _chunk(self, delta: Any, finish: str | None) -> dict[str, Any]:
         if self.chat:
@@ -205,7 +222,7 @@ class _Writer:
             if self.gen.include_usage:
                 await self._send({**self._chunk({}, None), "choices": [], "usage": self.usage()})
             await self._send("[DONE]")
-            await self._stream().write_eof()
+            await self._write(None)
         except ConnectionResetError:
             pass
         return self._stream()
