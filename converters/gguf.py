@@ -16,16 +16,35 @@ Progress = Callable[[str, str], None]
 FTYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18, "F16": 1}
 
 
+FICLONE = 0x40049409  # Linux ioctl: share the source's blocks copy-on-write (btrfs, XFS, bcachefs)
+
+
 def import_file(source: Path, out: Path) -> dict[str, Any]:
-    """Place the file in the artifact: a hard link when on the same filesystem, else a copy."""
+    """Place the file in the artifact: a reflink where the filesystem has them, else a copy.
+
+    Never a hard link: the artifact's key names the source's content at import time, and a hard link would let an
+    in-place edit of the source change the cached artifact under that old key.
+    """
     dest = out / MODEL_FILE
-    try:
-        os.link(source, dest)
-        how = "hardlink"
-    except OSError:
+    how = "reflink" if _reflink(source, dest) else "copy"
+    if how == "copy":
         shutil.copyfile(source, dest)
-        how = "copy"
     return {"files": {"model": MODEL_FILE}, "import": how}
+
+
+def _reflink(source: Path, dest: Path) -> bool:
+    """A copy-on-write clone of ``source`` at ``dest``; False (and no ``dest``) where the filesystem has none."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        return False
+    try:
+        with source.open("rb") as src, dest.open("wb") as dst:
+            fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+        return True
+    except OSError:
+        dest.unlink(missing_ok=True)
+        return False
 
 
 def quantize(source: Path, dest: Path, target: str, threads: int = 0) -> float:

@@ -20,6 +20,8 @@ from typing import Any
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 ACTIVE = ("starting", "running", "restarting")
+EVENTS_KEEP = 10_000  # the events table keeps this many of the newest rows (a restart loop must not fill the disk)
+EVENTS_PRUNE_EVERY = 100  # inserts between two prunes: the table holds at most EVENTS_KEEP + this
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,11 @@ class StateStore:
         *,
         clock: Callable[[], float] = time.time,
         migrations: list[tuple[int, str, str]] | None = None,
+        events_keep: int = EVENTS_KEEP,
     ) -> None:
         self.path = path
         self.clock = clock
+        self.events_keep = events_keep
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -89,6 +93,7 @@ class StateStore:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA cache_size=-512")  # KiB: the database is small, tursid's RSS should be too
         self.migrate(migrations if migrations is not None else load_migrations())
+        self.prune_events()  # a database from before the bound, or a smaller events_keep
 
     def close(self) -> None:
         self._db.close()
@@ -170,13 +175,23 @@ class StateStore:
         row = self._db.execute("SELECT * FROM artifacts WHERE key = ?", (key,)).fetchone()
         return dict(row) if row else None
 
+    def remove_artifact(self, key: str) -> bool:
+        return self._db.execute("DELETE FROM artifacts WHERE key = ?", (key,)).rowcount > 0
+
     # -- events --------------------------------------------------------------------------------
 
     def add_event(self, deployment: str | None, kind: str, detail: str = "") -> None:
-        self._db.execute(
+        cur = self._db.execute(
             "INSERT INTO events (at, deployment, kind, detail) VALUES (?, ?, ?, ?)",
             (self.clock(), deployment, kind, detail),
         )
+        if cur.lastrowid is not None and cur.lastrowid % EVENTS_PRUNE_EVERY == 0:
+            self.prune_events()
+
+    def prune_events(self) -> int:
+        """Keep the newest ``events_keep`` events (ids only grow: AUTOINCREMENT); returns how many went."""
+        cur = self._db.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (self.events_keep,))
+        return cur.rowcount
 
     def events(self, deployment: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         if deployment is None:

@@ -107,3 +107,31 @@ def test_state_survives_reopen(tmp_path: Path) -> None:
     assert [(e["at"], e["kind"]) for e in again.events("a")] == [(100.0, "started")]
     assert again.get_artifact("k")["size_bytes"] == 123
     assert again.integrity_ok()
+
+
+def test_events_table_is_bounded_and_keeps_the_newest(tmp_path: Path) -> None:
+    """A restart loop writes events forever: the table keeps the newest 10 000 (+ at most one prune interval)."""
+    store = StateStore(tmp_path / "state.db")
+    store._db.execute("BEGIN")  # one transaction, for speed; add_event prunes inside it all the same
+    for i in range(12_000):
+        store.add_event("loop" if i % 2 else None, "restarting", f"n={i}")
+    store._db.execute("COMMIT")
+    count = store._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    assert 10_000 <= count <= 10_100
+    assert store.events("loop", limit=1)[0]["detail"] == "n=11999"  # the newest stay
+    assert store._db.execute("SELECT 1 FROM events WHERE detail = 'n=0'").fetchone() is None  # the oldest went
+
+
+def test_events_over_the_bound_are_pruned_at_open(tmp_path: Path) -> None:
+    """A database from before the bound (or with a smaller bound now) is trimmed when it is opened."""
+    store = StateStore(tmp_path / "state.db")
+    store._db.execute("BEGIN")
+    store._db.executemany(  # rows written straight to the table, as before the bound
+        "INSERT INTO events (at, deployment, kind, detail) VALUES (?, 'a', 'health', ?)",
+        ((float(i), f"n={i}") for i in range(10_500)),
+    )
+    store._db.execute("COMMIT")
+    store.close()
+    again = StateStore(tmp_path / "state.db")
+    assert again._db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 10_000
+    assert [e["detail"] for e in again.events("a", limit=2)] == ["n=10498", "n=10499"]

@@ -43,7 +43,7 @@ def row(dep: dict[str, Any], now: float) -> list[Any]:
         dep["model"],
         dep["format"],
         dep["quantization"],
-        dep["endpoint"],
+        dep["endpoint"] + (" (open: no api key)" if dep.get("warnings") else ""),
         status_text(dep, now),
         render.human_duration(now - dep["started_at"]) if up else "-",
         render.human_size(dep.get("mem_bytes")),
@@ -62,6 +62,9 @@ def ps_cmd(cli: CliContext, show_all: bool, fmt: str) -> None:
         return
     now = time.time()
     render.out(render.table(HEADERS, [row(d, now) for d in deps]))
+    for dep in deps:
+        for warning in dep.get("warnings") or ():
+            render.out(f"WARNING: {warning}", err=True)
 
 
 @click.command("inspect")

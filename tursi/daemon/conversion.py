@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from tursi.daemon.supervisor import tail_lines
+from tursi.daemon.supervisor import child_env, tail_lines
 from tursi.errors import ConversionFailed
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ async def run_conversion(spec: dict[str, Any], log_file: Path) -> AsyncIterator[
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=err,
-            env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "PYTHONUNBUFFERED": "1"},
+            env=child_env(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"), PYTHONUNBUFFERED="1"),
         )
     failure: dict[str, Any] | None = None
     staging: Path | None = None

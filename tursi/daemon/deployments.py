@@ -33,7 +33,7 @@ from tursi.errors import (
     TursiError,
     problem_for,
 )
-from tursi.guards import read_json
+from tursi.guards import is_loopback_bind, read_json
 from tursi.hardware import load_target
 from tursi.plan import NAME_RE, Options, Plan, make_plan, tool_versions
 from tursi.refs import ModelRef, resolve
@@ -43,8 +43,20 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-def _with_mem(dep: Deployment) -> dict[str, Any]:
+def describe(dep: Deployment) -> dict[str, Any]:
+    """A deployment as the API shows it: its record, its endpoint and what the user should be warned about."""
     d = dep.to_dict()
+    d["warnings"] = []
+    if not is_loopback_bind(dep.host) and not dep.options.get("api_key_sha256"):
+        d["warnings"].append(
+            f"{dep.name} listens on {dep.host or '0.0.0.0'}:{dep.port} without an API key: anyone who can reach "
+            "this machine can use it (tursi up --api-key auto)"
+        )
+    return d
+
+
+def _with_mem(dep: Deployment) -> dict[str, Any]:
+    d = describe(dep)
     d["mem_bytes"] = None
     if dep.pid and dep.status in ("starting", "running"):
         try:
@@ -211,11 +223,15 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     # Everything that can fail fast does so before the 200 is committed, with a real status code.
     up = await asyncio.get_running_loop().run_in_executor(None, _parse_up, daemon, body)
+    _reserve(daemon, up, body)
     name, port, opts = up.name, up.port, up.opts
-    daemon.reserved_names.add(name)
-    daemon.reserved_ports.add(port)
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await resp.prepare(request)
+    try:
+        await resp.prepare(request)
+    except BaseException:  # the client went away before anything started: the name and port are free again
+        daemon.reserved_names.discard(name)
+        daemon.reserved_ports.discard(port)
+        raise
 
     async def emit(event: dict[str, Any]) -> None:
         try:
@@ -225,7 +241,7 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
 
     try:
         dep = await _bring_up(daemon, up, emit)
-        ready: dict[str, Any] = {"event": "ready", "deployment": dep.to_dict()}
+        ready: dict[str, Any] = {"event": "ready", "deployment": describe(dep)}
         if body.get("api_key") == "auto":
             ready["api_key"] = opts.api_key  # generated: shown this once, stored only as a hash
         await emit(ready)
@@ -239,6 +255,22 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
         release_free_memory()  # conversion events and the plan are garbage now
     await resp.write_eof()
     return resp
+
+
+def _reserve(daemon: Daemon, up: UpRequest, body: dict[str, Any]) -> None:
+    """Claim the name and port. This runs on the event loop with no await from check to claim: of two `up` that
+    were parsed at the same time (in threads), the second gets 409 here instead of converting too and then failing
+    at the insert. A name or port that was picked, not asked for, is picked again."""
+    if _name_taken(daemon, up.name):
+        if body.get("name") is not None:
+            raise DeploymentExists(f"the name '{up.name}' is already in use", hint=f"tursi down {up.name}")
+        up.name = _pick_name(daemon, None, up.name)
+    if up.port in daemon.store.ports_in_use() | daemon.reserved_ports:
+        if body.get("port") is not None:
+            raise PortInUse(f"port {up.port} is used by another deployment", hint="tursi ps")
+        up.port = _pick_port(daemon, None, up.host)
+    daemon.reserved_names.add(up.name)
+    daemon.reserved_ports.add(up.port)
 
 
 async def ensure_artifact(daemon: Daemon, ref: ModelRef, plan: Plan, emit: Any) -> tuple[str, dict[str, Any]]:

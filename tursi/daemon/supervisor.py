@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,51 @@ class Handle:
     watcher: asyncio.Task[None] | None = None
     health: asyncio.Task[None] | None = None
     stopping: bool = False
+
+
+# What a worker or converter may see of tursid's environment (tursid may hold a control token, a started-by-the-CLI
+# tursid the CLI's whole environment): settings they read, paths, locale and thread knobs; nothing that names a secret.
+CHILD_ENV_NAMES = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "VIRTUAL_ENV"}
+    | {"LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"}
+)
+CHILD_ENV_PREFIXES = ("LC_", "PYTHON", "XDG_", "HF_", "TRANSFORMERS_", "OMP_", "MKL_", "OPENBLAS_", "GGML_", "ORT_")
+CHILD_ENV_PREFIXES += ("TURSI_",)  # the server settings (timeouts, connection caps, failpoints) workers read
+SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "CREDENTIAL", "AUTH")
+CLIENT_ONLY = frozenset({"TURSI_HOST", "TURSI_TLS_CA", "TURSI_TLS_FINGERPRINT"})  # how a CLI finds a daemon
+
+
+def child_env(environ: Mapping[str, str], **extra: str) -> dict[str, str]:
+    """The environment for a worker or converter: what they need of ``environ``, then ``extra``."""
+    env = {}
+    for name, value in environ.items():
+        upper = name.upper()
+        if upper in CLIENT_ONLY or any(word in upper for word in SECRET_WORDS):
+            continue
+        if upper in CHILD_ENV_NAMES or upper.startswith(CHILD_ENV_PREFIXES):
+            env[name] = value
+    return {**env, **extra}
+
+
+def worker_command(dep: Deployment, python: str = sys.executable) -> list[str]:
+    """The worker's command line. Every value goes as ``--opt=value``: a value that looks like an option (a model
+    reference ``--help``) stays a value."""
+    opts = dep.options
+    args = {
+        "name": dep.name,
+        "model-ref": dep.model,
+        "artifact": dep.artifact_path,
+        "host": dep.host,
+        "port": dep.port,
+        "threads": opts.get("threads") or 0,
+        "ctx-size": opts.get("ctx_size") or 0,
+        "max-queue": opts.get("max_queue", 32),
+        "rate-limit": opts.get("rate_limit") or "",
+        "api-key-sha256": opts.get("api_key_sha256") or "",
+        "max-batch": opts.get("max_batch", 32),
+        "batch-wait-ms": opts.get("batch_wait_ms", 2.0),
+    }
+    return [python, "-m", "tursi.worker", *(f"--{opt}={value}" for opt, value in args.items())]
 
 
 def log_path(logs_dir: Path, name: str) -> Path:
@@ -69,37 +115,8 @@ class Supervisor:
 
     async def start(self, dep: Deployment) -> None:
         logfile = log_path(self.logs_dir, dep.name).open("ab")
-        opts = dep.options
-        cmd = [
-            sys.executable,
-            "-m",
-            "tursi.worker",
-            "--name",
-            dep.name,
-            "--model-ref",
-            dep.model,
-            "--artifact",
-            dep.artifact_path,
-            "--host",
-            dep.host,
-            "--port",
-            str(dep.port),
-            "--threads",
-            str(opts.get("threads") or 0),
-            "--ctx-size",
-            str(opts.get("ctx_size") or 0),
-            "--max-queue",
-            str(opts.get("max_queue", 32)),
-            "--rate-limit",
-            opts.get("rate_limit") or "",
-            "--api-key-sha256",
-            opts.get("api_key_sha256") or "",
-            "--max-batch",
-            str(opts.get("max_batch", 32)),
-            "--batch-wait-ms",
-            str(opts.get("batch_wait_ms", 2.0)),
-        ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        cmd = worker_command(dep)
+        env = child_env(os.environ, PYTHONUNBUFFERED="1")
         try:
             proc = await asyncio.create_subprocess_exec(
                 *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile, env=env, start_new_session=True
@@ -274,7 +291,8 @@ class Supervisor:
         marker = str(artifacts_dir)
         for proc in psutil.process_iter(["pid", "cmdline"]):
             cmd = proc.info.get("cmdline") or []
-            if "tursi.worker" in cmd and any(a.startswith(marker) for a in cmd) and proc.pid not in owned:
+            ours = any(a.removeprefix("--artifact=").startswith(marker) for a in cmd)
+            if "tursi.worker" in cmd and ours and proc.pid not in owned:
                 with contextlib.suppress(psutil.Error):
                     proc.kill()
                     log.warning("killed orphan worker pid=%d", proc.pid)

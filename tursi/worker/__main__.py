@@ -1,4 +1,4 @@
-"""Worker entry: ``python -m tursi.worker --name N --artifact DIR --host H --port P``."""
+"""Worker entry: ``python -m tursi.worker --name=N --artifact=DIR --host=H --port=P``."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from tursi.worker.app import build_app
 from tursi.worker.state import WorkerState
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tursi-worker")
+def build_parser() -> argparse.ArgumentParser:
+    """tursid passes every value as ``--opt=value`` (supervisor.worker_command), so none can pass for an option."""
+    parser = argparse.ArgumentParser(prog="tursi-worker", allow_abbrev=False)
     parser.add_argument("--name", required=True)
     parser.add_argument("--model-ref", required=True)
     parser.add_argument("--artifact", required=True, type=Path)
@@ -31,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key-sha256", default="", help="sha256 of the API key inference routes require")
     parser.add_argument("--max-batch", type=int, default=32, help="encoders: texts per coalesced session run")
     parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="encoders: straggler window")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     manifest = json.loads((args.artifact / "manifest.json").read_text(encoding="utf-8"))
     state = WorkerState(
