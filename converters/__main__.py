@@ -51,7 +51,8 @@ def run(spec: dict[str, Any], out: Any) -> int:
 
     try:
         os.chdir(staging)  # the quantizer leaves temp files in its working directory
-        fields = _dispatch(spec["plan"], Path(spec["source"]), staging, progress)
+        digest = spec.get("manifest", {}).get("source", {}).get("digest")
+        fields = _dispatch(spec["plan"], Path(spec["source"]), staging, progress, digest)
         progress("publish", "writing manifest and moving the artifact into the cache")
         manifest = {
             **spec["manifest"],
@@ -79,7 +80,7 @@ def run(spec: dict[str, Any], out: Any) -> int:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _dispatch(plan: dict[str, Any], source: Path, out: Path, progress: Any) -> dict[str, Any]:
+def _dispatch(plan: dict[str, Any], source: Path, out: Path, progress: Any, digest: str | None) -> dict[str, Any]:
     converter = plan["converter"]
     if converter == "hf-onnx-int8":
         return convert_encoder(source, out, plan, progress)
@@ -87,7 +88,7 @@ def _dispatch(plan: dict[str, Any], source: Path, out: Path, progress: Any) -> d
         from converters.gguf import import_file
 
         progress("publish", f"importing {source.name} as is")
-        return import_file(source, out)
+        return import_file(source, out, digest)
     if converter == "gguf-quantize":
         from converters.gguf import requantize
 

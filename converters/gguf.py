@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -19,17 +20,30 @@ FTYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 1
 FICLONE = 0x40049409  # Linux ioctl: share the source's blocks copy-on-write (btrfs, XFS, bcachefs)
 
 
-def import_file(source: Path, out: Path) -> dict[str, Any]:
+def import_file(source: Path, out: Path, expected_digest: str | None = None) -> dict[str, Any]:
     """Place the file in the artifact: a reflink where the filesystem has them, else a copy.
 
     Never a hard link: the artifact's key names the source's content at import time, and a hard link would let an
-    in-place edit of the source change the cached artifact under that old key.
+    in-place edit of the source change the cached artifact under that old key. tursid hashed the source before
+    this process started; the copy is hashed again (``expected_digest``, as ModelRef.digest writes it), so a source
+    edited in between is refused instead of being cached under the old key.
     """
     dest = out / MODEL_FILE
     how = "reflink" if _reflink(source, dest) else "copy"
     if how == "copy":
         shutil.copyfile(source, dest)
+    if expected_digest is not None and file_digest(dest, source.name) != expected_digest:
+        raise ValueError(f"{source} changed while it was imported; run up again")
     return {"files": {"model": MODEL_FILE}, "import": how}
+
+
+def file_digest(path: Path, name: str) -> str:
+    """sha256 over name + NUL + content: how tursi.refs.ModelRef.digest hashes a single-file model."""
+    h = hashlib.sha256(name.encode() + b"\0")
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
 
 
 def _reflink(source: Path, dest: Path) -> bool:

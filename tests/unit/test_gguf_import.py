@@ -6,6 +6,8 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
 from converters.gguf import MODEL_FILE, import_file
 
 
@@ -29,3 +31,21 @@ def test_in_place_edit_of_the_source_leaves_the_imported_artifact_alone(tmp_path
     assert _sha256(imported) == before  # the artifact cached under the old content's key is unchanged
     assert os.stat(imported).st_ino != os.stat(source).st_ino
     assert info["import"] in ("copy", "reflink")
+
+
+def test_a_source_edited_after_it_was_hashed_is_refused(tmp_path: Path) -> None:
+    from tursi.refs import ModelRef
+
+    source = tmp_path / "model.gguf"
+    source.write_bytes(b"GGUF" + bytes(range(256)) * 64)
+    digest = ModelRef("model.gguf", "gguf", source, "chat", "model").digest()  # what tursid keyed the artifact on
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    import_file(source, ok, digest)  # unchanged: accepted, and our digest agrees with tursid's
+    with source.open("r+b") as fh:  # edited between tursid's hash and the converter's copy
+        fh.seek(10)
+        fh.write(b"x")
+    late = tmp_path / "late"
+    late.mkdir()
+    with pytest.raises(ValueError, match="changed while it was imported"):
+        import_file(source, late, digest)
