@@ -1,13 +1,16 @@
 """Read a GGUF file's header and key/value metadata without llama.cpp (tursid must stay lean).
 
-Every length is bounds-checked against the file size before it is trusted, so a truncated or
-hostile header is an error, never a huge allocation. The tensor table is checked too: names,
+Every length and count is bounds-checked against the file size before it is trusted, so a truncated
+or hostile header is an error, never a huge allocation: arrays not kept are skipped by seeking (a
+vocabulary is never decoded just to be dropped), arrays of arrays nest at most MAX_ARRAY_DEPTH deep, and
+the tensor table holds at most MAX_TENSORS entries. The tensor table is checked too: names,
 dimensions, known ggml types, offsets aligned to ``general.alignment`` and each tensor's bytes
 inside the data section without overlapping another, before llama.cpp maps the file.
 """
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +22,17 @@ MAGIC = b"GGUF"
 MAX_KV = 1 << 16
 MAX_STRING = 1 << 24  # chat templates and merges are long, but not 16 MiB long
 MAX_ARRAY = 1 << 24
+MAX_ARRAY_DEPTH = 4  # arrays of arrays: llama.cpp reads none; deeper than this is refused, not recursed into
+MAX_TENSORS = 1 << 16  # real models have a few thousand; each costs tursid a few hundred bytes to check
 
 # GGUF value types -> struct format (scalars)
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
+# the fewest bytes one item takes in the file: a count of items larger than the bytes left is refused unread
+_MIN_BYTES = {**{t: struct.calcsize(f) for t, f in _SCALARS.items()}, _STRING: 8, _ARRAY: 4 + 8}
+KV_MIN_BYTES = 8 + 4 + 1  # key length, value type, the smallest value
+TENSOR_MIN_BYTES = 8 + 4 + 8 + 4 + 8  # name length, dimension count, one dimension, ggml type, offset
 
 # llama.cpp's LLAMA_FTYPE values -> names used in ps/inspect
 FILE_TYPES = {
@@ -88,41 +98,82 @@ class GGUFInfo:
 
 
 class _Reader:
+    """Reads the header in place: values that are not kept are skipped by seeking, never built."""
+
     def __init__(self, fh: BinaryIO, size: int) -> None:
         self.fh, self.size = fh, size
 
+    def left(self) -> int:
+        return self.size - self.fh.tell()
+
     def take(self, n: int) -> bytes:
-        if n < 0 or self.fh.tell() + n > self.size:
+        if n < 0 or n > self.left():
             raise InvalidGGUF("GGUF header runs past the end of the file (truncated or corrupt)")
         return self.fh.read(n)
+
+    def skip(self, n: int) -> None:
+        if n < 0 or n > self.left():
+            raise InvalidGGUF("GGUF header runs past the end of the file (truncated or corrupt)")
+        self.fh.seek(n, 1)
 
     def unpack(self, fmt: str) -> Any:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
 
-    def string(self) -> str:
+    def string_length(self) -> int:
         n = self.unpack("<Q")
         if n > MAX_STRING:
             raise InvalidGGUF(f"GGUF string of {n} bytes exceeds the {MAX_STRING}-byte limit")
-        return self.take(n).decode("utf-8", errors="replace")
+        return n
 
-    def value(self, vtype: int, keep: bool) -> Any:
+    def skip_strings(self, n: int) -> None:
+        """Step over ``n`` strings reading only their lengths, from a map of the file (a vocabulary is 100k+)."""
+        pos, length = self.fh.tell(), 0
+        with mmap.mmap(self.fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            try:
+                for _ in range(n):
+                    (length,) = _U64.unpack_from(mm, pos)
+                    if length > MAX_STRING:
+                        break
+                    pos += 8 + length
+            except struct.error:
+                pos = self.size + 1
+        if length > MAX_STRING:
+            raise InvalidGGUF(f"GGUF string of {length} bytes exceeds the {MAX_STRING}-byte limit")
+        if pos > self.size:
+            raise InvalidGGUF("GGUF header runs past the end of the file (truncated or corrupt)")
+        self.fh.seek(pos)
+
+    def string(self) -> str:
+        return self.take(self.string_length()).decode("utf-8", errors="replace")
+
+    def value(self, vtype: int, keep: bool, depth: int = 0) -> Any:
         if vtype in _SCALARS:
             return self.unpack(_SCALARS[vtype])
         if vtype == _STRING:
             return self.string()
         if vtype == _ARRAY:
-            return self.array(keep)
+            return self.array(keep, depth)
         raise InvalidGGUF(f"unknown GGUF value type {vtype}")
 
-    def array(self, keep: bool) -> Any:
+    def array(self, keep: bool, depth: int) -> Any:
+        """An array value; ``depth`` arrays enclose it. Not kept: its items are skipped, not built."""
+        if depth >= MAX_ARRAY_DEPTH:
+            raise InvalidGGUF(f"GGUF arrays nest deeper than {MAX_ARRAY_DEPTH} levels")
         etype, n = self.unpack("<I"), self.unpack("<Q")
-        if n > MAX_ARRAY:
-            raise InvalidGGUF(f"GGUF array of {n} items exceeds the limit")
-        if etype in _SCALARS and not keep:
-            self.take(n * struct.calcsize(_SCALARS[etype]))  # skip without decoding
-            return f"<array of {n}>"
-        items = [self.value(etype, keep) for _ in range(n)]
-        return items if keep else f"<array of {n}>"
+        if etype not in _MIN_BYTES:
+            raise InvalidGGUF(f"unknown GGUF value type {etype}")
+        if n > MAX_ARRAY or n * _MIN_BYTES[etype] > self.left():
+            raise InvalidGGUF(f"GGUF array of {n} items exceeds the limit or the file")
+        if keep:
+            return [self.value(etype, keep, depth + 1) for _ in range(n)]
+        if etype in _SCALARS:
+            self.skip(n * _MIN_BYTES[etype])
+        elif etype == _STRING:
+            self.skip_strings(n)
+        else:
+            for _ in range(n):
+                self.array(False, depth + 1)
+        return f"<array of {n}>"
 
 
 def read_header(path: Path, keep_arrays: bool = False) -> GGUFInfo:
@@ -135,14 +186,26 @@ def read_header(path: Path, keep_arrays: bool = False) -> GGUFInfo:
         if version not in (2, 3):
             raise InvalidGGUF(f"unsupported GGUF version {version}")
         tensors, kvs = r.unpack("<Q"), r.unpack("<Q")
-        if kvs > MAX_KV or tensors > MAX_ARRAY:
-            raise InvalidGGUF(f"implausible GGUF counts: {tensors} tensors, {kvs} keys")
+        if kvs > MAX_KV or tensors > MAX_TENSORS or kvs * KV_MIN_BYTES + tensors * TENSOR_MIN_BYTES > r.left():
+            raise InvalidGGUF(f"implausible GGUF counts: {tensors} tensors, {kvs} keys in {size} bytes")
         meta: dict[str, Any] = {}
         for _ in range(kvs):
             key = r.string()
             meta[key] = r.value(r.unpack("<I"), keep_arrays)
         _check_tensors(r, tensors, meta)
     return GGUFInfo(version, tensors, meta)
+
+
+def _tensor_name(r: _Reader, seen: set[str]) -> str:
+    """The next tensor's name, new and short: its length is checked before a byte of it is read."""
+    length = r.string_length()
+    if length >= MAX_NAME:
+        raise InvalidGGUF(f"a tensor name of {length} bytes is too long (under {MAX_NAME})")
+    name = r.take(length).decode("utf-8", errors="replace")
+    if name in seen:
+        raise InvalidGGUF(f"tensor name {name!r} is repeated")
+    seen.add(name)
+    return name
 
 
 def _check_tensors(r: _Reader, count: int, meta: dict[str, Any]) -> None:
@@ -153,10 +216,7 @@ def _check_tensors(r: _Reader, count: int, meta: dict[str, Any]) -> None:
     spans: list[tuple[int, int, str]] = []
     names: set[str] = set()
     for _ in range(count):
-        name = r.string()
-        if len(name.encode()) >= MAX_NAME or name in names:
-            raise InvalidGGUF(f"tensor name {name[:80]!r} is too long or repeated")
-        names.add(name)
+        name = _tensor_name(r, names)
         n_dims = r.unpack("<I")
         if not 1 <= n_dims <= MAX_DIMS:
             raise InvalidGGUF(f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS})")

@@ -6,12 +6,21 @@ that location at ``../../home/tursi/.ssh/id_ed25519`` and serve the secret back 
 Every reference must name a plain relative path that stays inside the model's folder after
 symlinks are resolved, and its byte range must lie inside that file.
 
-The ``onnx`` package is not part of the serving install, so this walks the protobuf wire
+The ``onnx`` package is not part of the serving install, and parsing a model with protobuf's
+Python classes would copy every inline weight, so this walks the memory-mapped protobuf wire
 format itself, descending only into the messages that can hold tensors:
-ModelProto.graph(7), .functions(25); GraphProto.node(1), .initializer(5),
-.sparse_initializer(15); FunctionProto.node(7); NodeProto.attribute(5); AttributeProto.t(5),
-.g(6), .tensors(10), .graphs(11), .sparse_tensor(22), .sparse_tensors(23);
-SparseTensorProto.values(1), .indices(2); TensorProto.external_data(13), .data_location(14).
+ModelProto.graph(7), .training_info(20), .functions(25); TrainingInfoProto.initialization(1),
+.algorithm(2); GraphProto.node(1), .initializer(5), .sparse_initializer(15); FunctionProto.node(7),
+.attribute_proto(11); NodeProto.attribute(5); AttributeProto.t(5), .g(6), .tensors(10),
+.graphs(11), .sparse_tensor(22), .sparse_tensors(23); SparseTensorProto.values(1), .indices(2);
+TensorProto.external_data(13), .data_location(14).
+
+It decodes exactly as onnxruntime's C++ protobuf does (``parse_context.h``), so no encoding can
+show onnxruntime a field this walker does not see: a tag is at most 5 bytes and keeps its low 32
+bits (an over-long tag for ``graph`` is still the graph); a length is at most 5 bytes and under
+2 GiB; a varint value is at most 10 bytes and keeps its low 64 bits, and an enum its low 32.
+Encodings protobuf refuses in what this walks (a 6-byte tag or length, an 11-byte varint, field 0)
+are refused here too, as InvalidOnnx, and so are groups, which ONNX never uses.
 """
 
 from __future__ import annotations
@@ -25,12 +34,18 @@ from tursi.errors import UnsafeModel
 
 MAX_DEPTH = 64  # nested graphs (If/Loop bodies) deeper than this are refused, not recursed into
 EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
+# onnxruntime's own marker (kTensorProtoMemoryAddressTag, "*/_ORT_MEM_ADDR_/*"): the offset is then a raw
+# address in its memory. Before 1.24 a model file could use it to read (or crash on) any address.
+ORT_MEMORY_MARKER = "_ORT_MEM_ADDR_"
+MAX_SIZE = (1 << 31) - 1 - 16  # protobuf refuses a length above INT_MAX - kSlopBytes
+_TAG_BYTES, _SIZE_BYTES, _VARINT_BYTES = 5, 5, 10
 
 # message kind -> {field number: child kind}; fields not listed are skipped by wire type
 _CHILDREN: dict[str, dict[int, str]] = {
-    "model": {7: "graph", 25: "function"},
+    "model": {7: "graph", 20: "training", 25: "function"},
+    "training": {1: "graph", 2: "graph"},
     "graph": {1: "node", 5: "tensor", 15: "sparse"},
-    "function": {7: "node"},
+    "function": {7: "node", 11: "attribute"},
     "node": {5: "attribute"},
     "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
     "sparse": {1: "tensor", 2: "tensor"},
@@ -58,11 +73,13 @@ def check_folder(folder: Path) -> None:
 
 
 def check(model: Path, folder: Path | None = None) -> list[ExternalRef]:
-    """The external-data references of ``model``, each confined to ``folder`` (default: the model's own)."""
+    """The external-data references of ``model``, each confined to ``folder`` (default: the model's own).
+
+    A location is resolved as onnxruntime resolves it, against the model's own directory."""
     folder = (folder or model.parent).resolve()
     refs = scan(model)
     for ref in refs:
-        _confine(ref, folder, model.name)
+        _confine(ref, model.parent, folder, model.name)
     return refs
 
 
@@ -81,12 +98,14 @@ def scan(model: Path) -> list[ExternalRef]:
             return found
 
 
-def _confine(ref: ExternalRef, folder: Path, name: str) -> None:
+def _confine(ref: ExternalRef, base: Path, folder: Path, name: str) -> None:
     loc = ref.location
     parts = loc.replace("\\", "/").split("/")
+    if ORT_MEMORY_MARKER in loc:
+        raise UnsafeModel(f"{name}: external data location {loc!r} is onnxruntime's in-memory marker")
     if not loc or loc.startswith(("/", "\\")) or (len(loc) > 1 and loc[1] == ":") or ".." in parts or "\0" in loc:
         raise UnsafeModel(f"{name}: external data location {loc!r} is not a plain path inside the model's folder")
-    target = (folder / loc).resolve()
+    target = (base / loc).resolve()
     if not target.is_relative_to(folder):
         raise UnsafeModel(f"{name}: external data {loc!r} leads outside the model's folder (to {target})")
     if not target.is_file():
@@ -97,17 +116,34 @@ def _confine(ref: ExternalRef, folder: Path, name: str) -> None:
         raise InvalidOnnx(f"{name}: external data {loc!r} range {ref.offset}+{ref.length} is past its end ({size})")
 
 
-def _varint(buf: memoryview, pos: int, end: int, name: str) -> tuple[int, int]:
+def _varint(buf: memoryview, pos: int, end: int, name: str, most: int = _VARINT_BYTES) -> tuple[int, int]:
+    """(value, next position) of a varint of at most ``most`` bytes, as protobuf reads it; the caller keeps
+    the low bits protobuf keeps."""
     value = shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            raise InvalidOnnx(f"{name}: truncated or overlong varint in the protobuf")
-        byte = buf[pos]
-        pos += 1
+    for at in range(pos, min(end, pos + most)):
+        byte = buf[at]
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
-            return value, pos
+            return value, at + 1
         shift += 7
+    raise InvalidOnnx(f"{name}: truncated or overlong varint in the protobuf")
+
+
+def _tag(buf: memoryview, pos: int, end: int, name: str) -> tuple[int, int, int]:
+    """(field number, wire type, next position): ReadTag takes 5 bytes at most and keeps the low 32 bits."""
+    tag, pos = _varint(buf, pos, end, name, _TAG_BYTES)
+    tag &= 0xFFFFFFFF
+    if tag >> 3 == 0:
+        raise InvalidOnnx(f"{name}: field number 0 in the protobuf")
+    return tag >> 3, tag & 7, pos
+
+
+def _size(buf: memoryview, pos: int, end: int, name: str) -> tuple[int, int]:
+    """(length, next position) of a length-delimited field: ReadSize takes 5 bytes at most, under 2 GiB."""
+    length, pos = _varint(buf, pos, end, name, _SIZE_BYTES)
+    if length > MAX_SIZE or length > end - pos:
+        raise InvalidOnnx(f"{name}: a protobuf field runs past its message")
+    return length, pos
 
 
 def _walk(buf: memoryview, pos: int, end: int, kind: str, depth: int, found: list[ExternalRef], name: str) -> None:
@@ -115,34 +151,30 @@ def _walk(buf: memoryview, pos: int, end: int, kind: str, depth: int, found: lis
         raise InvalidOnnx(f"{name}: graphs nest deeper than {MAX_DEPTH} levels")
     children = _CHILDREN[kind]
     entries: list[tuple[str, str]] = []
-    data_location = 0
+    external = False
     while pos < end:
-        tag, pos = _varint(buf, pos, end, name)
-        field, wire = tag >> 3, tag & 7
-        if field == 0:
-            raise InvalidOnnx(f"{name}: field number 0 in the protobuf")
+        field, wire, pos = _tag(buf, pos, end, name)
         if wire != 2:
             value, pos = _scalar(buf, pos, end, wire, name)
-            if kind == "tensor" and field == 14:
-                data_location = value
+            # an enum is an int32: protobuf keeps the low 32 bits; any EXTERNAL counts, whatever follows it
+            external |= kind == "tensor" and field == 14 and (value & 0xFFFFFFFF) == EXTERNAL
             continue
-        length, pos = _varint(buf, pos, end, name)
-        if length > end - pos:
-            raise InvalidOnnx(f"{name}: a protobuf field runs past its message")
+        length, pos = _size(buf, pos, end, name)
         child = children.get(field)
         if child == "entry":
             entries.append(_entry(buf, pos, pos + length, name))
         elif child is not None:
             _walk(buf, pos, pos + length, child, depth + 1, found, name)
         pos += length
-    if kind == "tensor" and (data_location == EXTERNAL or entries):
-        found.append(_external_ref(dict(entries), name))
+    if kind == "tensor" and (external or entries):
+        found.append(_external_ref(entries, name))
 
 
 def _scalar(buf: memoryview, pos: int, end: int, wire: int, name: str) -> tuple[int, int]:
     """(value or 0, next position) of a varint or fixed-width field."""
     if wire == 0:
-        return _varint(buf, pos, end, name)
+        value, pos = _varint(buf, pos, end, name)
+        return value & 0xFFFFFFFFFFFFFFFF, pos
     width = {1: 8, 5: 4}.get(wire)
     if width is None:
         raise InvalidOnnx(f"{name}: protobuf wire type {wire} is not valid in ONNX")
@@ -155,25 +187,27 @@ def _entry(buf: memoryview, pos: int, end: int, name: str) -> tuple[str, str]:
     """A StringStringEntryProto: (key, value)."""
     key = value = ""
     while pos < end:
-        tag, pos = _varint(buf, pos, end, name)
-        if tag & 7 != 2:
+        field, wire, pos = _tag(buf, pos, end, name)
+        if wire != 2:
             raise InvalidOnnx(f"{name}: external data entries hold only strings")
-        length, pos = _varint(buf, pos, end, name)
-        if length > end - pos:
-            raise InvalidOnnx(f"{name}: a protobuf field runs past its message")
+        length, pos = _size(buf, pos, end, name)
         try:
             text = bytes(buf[pos : pos + length]).decode("utf-8")
         except UnicodeDecodeError as e:
             raise InvalidOnnx(f"{name}: external data entry is not UTF-8") from e
-        if tag >> 3 == 1:
+        if field == 1:
             key = text
-        elif tag >> 3 == 2:
+        elif field == 2:
             value = text
         pos += length
     return key, value
 
 
-def _external_ref(entries: dict[str, str], name: str) -> ExternalRef:
+def _external_ref(pairs: list[tuple[str, str]], name: str) -> ExternalRef:
+    keys = [k for k, _ in pairs if k in ("location", "offset", "length")]
+    if len(keys) != len(set(keys)):
+        raise InvalidOnnx(f"{name}: an external data key is given twice")
+    entries = dict(pairs)
     location = entries.get("location", "")
     try:
         offset = int(entries.get("offset", "0"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,11 @@ from typing import Any
 from tursi.errors import UnsafeModel
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_DEPTH = 8  # a header nests 3 deep ({name: {shape: [...]}}); json.loads recurses once per level
+MAX_OBJECTS = 1 << 17  # one JSON object per tensor: more than this in one file is refused before parsing
+# a JSON string, or an unterminated one up to the end: always matches, so stripping strings stays linear
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 DTYPE_BYTES = {
     "F64": 8,
     "F32": 4,
@@ -51,13 +57,26 @@ def check(path: Path) -> int:
         if n > min(size - 8, MAX_HEADER_BYTES):
             raise InvalidSafetensors(f"{path.name}: header length {n} exceeds the file ({size} bytes)")
         raw = fh.read(n)
+    _check_shape(path.name, raw)
     try:
         header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidSafetensors(f"{path.name}: the header is not JSON") from None
     if not isinstance(header, dict):
         raise InvalidSafetensors(f"{path.name}: the header is not a JSON object")
     return _check_entries(path.name, header, size - 8 - n)
+
+
+def _check_shape(name: str, raw: bytes) -> None:
+    """Refuse a header that nests deeper than MAX_DEPTH or holds more than MAX_OBJECTS objects, before json.loads
+    builds it (a header of 100k ``[`` made it raise RecursionError). Works on the brackets outside strings."""
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if brackets.count(b"{") > MAX_OBJECTS:
+        raise InvalidSafetensors(f"{name}: the header holds more than {MAX_OBJECTS} objects")
+    for _ in range(MAX_DEPTH):  # each pass removes at least the innermost level
+        brackets = brackets.replace(b"[]", b"").replace(b"{}", b"")
+    if brackets:
+        raise InvalidSafetensors(f"{name}: the header nests deeper than {MAX_DEPTH} levels or is not JSON")
 
 
 def _check_entries(name: str, header: dict[str, Any], data_bytes: int) -> int:

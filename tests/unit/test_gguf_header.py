@@ -45,8 +45,9 @@ def test_small_synthetic_header(tmp_path: Path) -> None:
         (_gguf([], magic=b"GGML"), "bad magic"),
         (_gguf([], version=99), "unsupported GGUF version"),
         (_gguf([], n_kv=1 << 40), "implausible"),
-        (_gguf([_kv_string("a", "b")], n_kv=2), "past the end"),  # claims more keys than it holds
-        (_gguf([struct.pack("<Q", 1 << 62)]), "exceeds"),  # a key length larger than the file
+        (_gguf([_kv_string("a", "b")], n_kv=2), "implausible"),  # claims more keys than its bytes can hold
+        (_gguf([struct.pack("<Q", 100) + b"abcdefgh"]), "past the end"),  # a key longer than the file
+        (_gguf([struct.pack("<Q", 1 << 62) + bytes(8)]), "exceeds"),  # a key length larger than the limit
         (_gguf([struct.pack("<Q", 1) + b"k" + struct.pack("<I", 77)]), "unknown GGUF value type"),
     ],
 )
@@ -131,3 +132,94 @@ def test_mutated_tensor_tables_give_only_clear_errors(flips: list[tuple[int, int
             read_header(f)
         except InvalidGGUF:
             pass
+
+
+# --- depth, counts and memory are bounded before anything is built (issue 13, item 12) ---
+
+U8, STRING, ARRAY, U32 = 0, 8, 9, 4
+
+
+def _kv_array(key: str, body: bytes) -> bytes:
+    k = key.encode()
+    return struct.pack("<Q", len(k)) + k + struct.pack("<I", ARRAY) + body
+
+
+def _nested(depth: int) -> bytes:
+    """An array holding one array holding ... ``depth`` arrays deep, the innermost holding the byte 7."""
+    return struct.pack("<IQ", ARRAY, 1) * (depth - 1) + struct.pack("<IQ", U8, 1) + b"\x07"
+
+
+def test_nested_arrays_are_bounded_not_recursed(tmp_path: Path) -> None:
+    f = tmp_path / "m.gguf"
+    f.write_bytes(_gguf([_kv_array("k", _nested(2))]))
+    assert read_header(f, keep_arrays=True).metadata["k"] == [[7]]
+    assert read_header(f).metadata["k"] == "<array of 1>"
+    for depth in (100_000, 5):  # 100k levels raised RecursionError (a 500 in tursid)
+        f.write_bytes(_gguf([_kv_array("k", _nested(depth))]))
+        for keep in (False, True):
+            with pytest.raises(InvalidGGUF, match="nest deeper"):
+                read_header(f, keep_arrays=keep)
+    from tursi.gguf_header import MAX_ARRAY_DEPTH
+
+    assert MAX_ARRAY_DEPTH == 4
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        struct.pack("<IQ", STRING, 200_000) + (struct.pack("<Q", 40) + b"t" * 40) * 200_000,  # a vocabulary
+        struct.pack("<IQ", U32, 2_500_000) + bytes(10_000_000),  # token types
+    ],
+    ids=["strings", "uint32"],
+)
+def test_arrays_not_kept_are_skipped_without_building_them(tmp_path: Path, body: bytes) -> None:
+    import tracemalloc
+
+    f = tmp_path / "m.gguf"
+    f.write_bytes(_gguf([_kv_string("general.architecture", "llama"), _kv_array("tokenizer.ggml.tokens", body)]))
+    size = f.stat().st_size
+    tracemalloc.start()
+    try:
+        info = read_header(f)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.metadata["tokenizer.ggml.tokens"].startswith("<array of ")
+    print(f"{size} byte file, peak {peak} bytes")
+    assert peak < size // 50  # was 2x the file for the strings (every one decoded, then dropped), 1x for uint32
+
+
+@pytest.mark.parametrize(
+    ("tensors", "kvs", "tail", "message"),
+    [
+        (1 << 24, 0, bytes(1024), "implausible"),  # a table of 16M tensors declared in a 1 KiB file
+        (0, 60_000, bytes(1024), "implausible"),
+        (0, 1, _kv_array("k", struct.pack("<IQ", STRING, 1 << 24)) + bytes(1024), "exceeds"),  # 16M strings
+        (0, 1, _kv_array("k", struct.pack("<IQ", ARRAY, 1 << 20)) + bytes(1024), "exceeds"),  # 1M arrays
+    ],
+)
+def test_counts_larger_than_the_file_are_refused_unread(tensors: int, kvs: int, tail: bytes, message: str) -> None:
+    import tracemalloc
+
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "m.gguf"
+        f.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, tensors, kvs) + tail)
+        tracemalloc.start()
+        try:
+            with pytest.raises(InvalidGGUF, match=message):
+                read_header(f)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 64 * 1024
+
+
+def test_a_tensor_table_past_the_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    n = 70_000  # a real table, every tensor valid: checking it would cost tursid ~250 bytes a tensor
+    f = tmp_path / "many.gguf"
+    f.write_bytes(_with_tensors([_tensor_info(f"t{i}", [8], 0, 32 * i) for i in range(n)], 32 * n))
+    with pytest.raises(InvalidGGUF, match="implausible"):
+        read_header(f)
+    from tursi.gguf_header import MAX_TENSORS
+
+    assert MAX_TENSORS < n

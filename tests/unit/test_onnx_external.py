@@ -167,3 +167,111 @@ def test_mutated_models_give_only_clear_errors(folder: Path, flips: list[tuple[i
         target = (folder / ref.location).resolve()
         assert target.is_relative_to(folder.resolve())
         assert ref.offset + (ref.length or 0) <= target.stat().st_size
+
+
+# --- the walker reads the protobuf exactly as onnxruntime's C++ protobuf does (issue 13, item 4) ---
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _overlong_tag(field: int) -> bytes:
+    """A length-delimited field's tag in 5 bytes with bit 32 set: protobuf keeps the low 32 bits, so it is
+    still ``field``; read as an unbounded varint it is field 2**29 + field, which no schema has."""
+    tag = field << 3 | 2 | 1 << 32
+    return bytes(tag >> 7 * i & 0x7F | (0x80 if i < 4 else 0) for i in range(5))
+
+
+def model_hiding(tensor: TensorProto, where: str) -> bytes:
+    """A model adding ``w`` to its input, whose graph (or the initializer ``w``) sits behind an over-long tag."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if where == "initializer":  # GraphProto.initializer(5)
+        graph_bytes = model.graph.SerializeToString() + _field(_overlong_tag(5), tensor.SerializeToString())
+        graph_tag = b"\x3a"
+    else:  # ModelProto.graph(7)
+        model.graph.initializer.append(tensor)
+        graph_bytes, graph_tag = model.graph.SerializeToString(), _overlong_tag(7)
+    model.ClearField("graph")
+    return model.SerializeToString() + _field(graph_tag, graph_bytes)
+
+
+def _field(tag: bytes, message: bytes) -> bytes:
+    return tag + _varint(len(message)) + message
+
+
+@pytest.mark.parametrize("where", ["graph", "initializer"])
+def test_an_overlong_tag_does_not_hide_external_data_from_the_check(folder: Path, where: str) -> None:
+    import onnxruntime as ort
+
+    values = np.array([1.5, -2.0, 3.25, 8.0], np.float32)
+    (folder / "weights.bin").write_bytes(values.tobytes() + bytes(48))
+    model = folder / "model.onnx"
+    model.write_bytes(model_hiding(external("w", "weights.bin", 0, 16), where))
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])  # onnxruntime sees the tensor
+    (out,) = session.run(None, {"x": np.zeros(4, np.float32)})
+    assert out.tolist() == values.tolist()
+    assert [(r.location, r.offset, r.length) for r in scan(model)] == [("weights.bin", 0, 16)]  # and so does the check
+    for tensor, error, message in (
+        (external("w", "../secret.bin"), UnsafeModel, "not a plain path"),
+        (external("w", "weights.bin", offset=56, length=16), InvalidOnnx, "past its end"),
+        (external("w", "*/_ORT_MEM_ADDR_/*", offset=4096), UnsafeModel, "in-memory marker"),
+    ):
+        model.write_bytes(model_hiding(tensor, where))
+        with pytest.raises(error, match=message):
+            check(model)
+
+
+def test_onnxruntimes_in_memory_marker_is_refused(folder: Path) -> None:
+    # before 1.24 onnxruntime read `length` bytes at address `offset` for this location, from any model file
+    marker = folder / "*" / "_ORT_MEM_ADDR_" / "*"
+    marker.parent.mkdir(parents=True)
+    marker.write_bytes(bytes(64))  # a bundle can ship a file by that name: confinement alone would pass it
+    (folder / "model.onnx").write_bytes(model_with(initializers=[external("w", "*/_ORT_MEM_ADDR_/*", 16, 16)]))
+    with pytest.raises(UnsafeModel, match="in-memory marker") as e:
+        check_folder(folder)
+    assert (e.value.code, e.value.http_status) == ("unsafe_model", 422)
+
+
+def test_a_location_resolves_against_the_models_own_directory(folder: Path) -> None:
+    # onnxruntime opens sub/w.bin, next to the model, not w.bin at the top of the artifact
+    (folder / "sub").mkdir()
+    (folder / "w.bin").write_bytes(bytes(64))
+    os.symlink(folder.parent / "secret.bin", folder / "sub" / "w.bin")
+    (folder / "sub" / "model.onnx").write_bytes(model_with(initializers=[external("w", "w.bin")]))
+    with pytest.raises(UnsafeModel, match="leads outside"):
+        check_folder(folder)
+
+
+@pytest.mark.parametrize(
+    ("tensor_fields", "outcome"),
+    [
+        # data_location = 2**32 + 1: an int32 enum keeps the low 32 bits, EXTERNAL (with no location: refused)
+        (b"\x70" + _varint(1 << 32 | 1), "external"),
+        (b"\x70" + _varint(1 << 33), "not external"),  # low 32 bits are 0: DEFAULT
+        (b"\xf2\x80\x80\x80\x80\x00\x00", "invalid"),  # a 6-byte tag: protobuf reads 5 at most and fails
+        (b"\x42\x81\x80\x80\x80\x80\x00w", "invalid"),  # a 6-byte length: protobuf fails
+        (b"\x42\x81\x80\x80\x80\x08" + b"w", "invalid"),  # a length of 2 GiB and more
+        (b"\x70" + b"\xff" * 10 + b"\x01", "invalid"),  # an 11-byte varint
+    ],
+    ids=["enum-low-32-bits-external", "enum-low-32-bits-default", "6-byte-tag", "6-byte-length", "2GiB", "11-bytes"],
+)
+def test_decodes_varints_as_protobuf_does(folder: Path, tensor_fields: bytes, outcome: str) -> None:
+    tensor = b"\x42\x01w" + tensor_fields  # TensorProto.name(8) = "w", then the field under test
+    graph = b"\x2a" + _varint(len(tensor)) + tensor  # GraphProto.initializer(5)
+    (folder / "model.onnx").write_bytes(b"\x3a" + _varint(len(graph)) + graph)  # ModelProto.graph(7)
+    if outcome == "invalid":
+        with pytest.raises(InvalidOnnx):
+            scan(folder / "model.onnx")
+        return
+    refs = scan(folder / "model.onnx")
+    assert [(r.location, r.offset, r.length) for r in refs] == ([("", 0, None)] if outcome == "external" else [])

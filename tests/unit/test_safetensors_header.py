@@ -105,3 +105,40 @@ def test_mutated_good_headers_never_crash(flips: list[tuple[int, int]]) -> None:
             check(path)
         except InvalidSafetensors:
             pass
+
+
+# --- nesting and size are bounded before json.loads builds anything (issue 13, item 12) ---
+
+
+def raw(path: Path, header: bytes, data: bytes = b"") -> Path:
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (b"[" * 100_000, "nests deeper"),  # json.loads raised RecursionError: a 500 from tursid
+        (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests deeper"),  # well-formed, just deep
+        (b'{"__metadata__": {"k": ' + b"{" * 9 + b"}" * 9 + b"}}", "nests deeper"),
+        (b"[" + b"{}," * 140_000 + b"{}]", "more than"),  # one object per tensor: too many to build
+    ],
+    ids=["100k-open", "100k-balanced", "9-deep", "too-many-objects"],
+)
+def test_deep_or_huge_headers_are_refused_before_parsing(tmp_path: Path, header: bytes, message: str) -> None:
+    with pytest.raises(InvalidSafetensors, match=message) as err:
+        check(raw(tmp_path / "deep.safetensors", header))
+    assert err.value.code == "invalid_safetensors"
+
+
+def test_brackets_inside_strings_do_not_count(tmp_path: Path) -> None:
+    # names and metadata may hold any characters, escaped quotes included: only structure counts
+    name = 'w["{[\\"' * 1000
+    header = {
+        "__metadata__": {"note": "}]" * 1000 + '\\"[{'},
+        name: {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
+    }
+    assert check(write(tmp_path / "ok.safetensors", header, bytes(4))) == 1
+    unterminated = b'{"a": "' + b'\\"[' * 50_000  # stripping strings stays linear on an unterminated one
+    with pytest.raises(InvalidSafetensors):
+        check(raw(tmp_path / "bad.safetensors", unterminated))
