@@ -6,9 +6,11 @@ not a thread; what runs out is descriptors. Two limits keep a LAN neighbour from
 - at most ``per_client`` open connections from one address and ``total`` overall; a connection
   over either gets a one-line 503 ``too_many_connections`` problem and is closed before aiohttp
   parses anything;
-- a request's headers must arrive within ``header_timeout_s`` of the connection going idle
-  (aiohttp's keep-alive timer closes a connection whose next request is incomplete by then, and an
-  idle keep-alive connection after the same time). Bodies have their own deadline (guards.py).
+- the first request's headers must arrive within ``header_timeout_s`` of the connection opening
+  (a deadline set in connection_made, cancelled once aiohttp has parsed a request's headers): a
+  connection that sends part of its headers, or nothing at all, is closed then. After a response,
+  aiohttp's keep-alive timer takes over with the same time (a connection whose next request is
+  incomplete by then is closed, and so is an idle one). Bodies have their own deadline (guards.py).
   With TLS the handshake gets the same deadline; connections are counted once it completes.
 
 A stream that its client stops reading is cut after TURSI_WRITE_TIMEOUT (worker/generation.py); how
@@ -92,6 +94,17 @@ def _refusal(detail: str) -> bytes:
     return head.encode() + body
 
 
+def _headers_parsed(handler: Any) -> bool:
+    """Whether aiohttp's RequestHandler has parsed a whole request head (or refused a malformed one).
+
+    It counts each parsed message in ``_request_count`` as data arrives; no public hook says so as early.
+    Should that attribute go away, any data counts (only silent connections are cut then), and
+    tests/integration/test_guards.py::test_slow_headers_and_connection_floods fails to say so.
+    """
+    count = getattr(handler, "_request_count", None)
+    return not isinstance(count, int) or count > 0
+
+
 class _Counted(asyncio.Protocol):
     """Stands in front of aiohttp's protocol: counts the connection, or refuses it without creating one."""
 
@@ -100,6 +113,7 @@ class _Counted(asyncio.Protocol):
         self._limits = limits
         self._inner: Any = None
         self._client = ""
+        self._deadline: asyncio.TimerHandle | None = None  # for the first request's headers
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -116,10 +130,21 @@ class _Counted(asyncio.Protocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._limits.send_buffer)
         self._inner = self._server()
         self._inner.connection_made(transport)
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self._limits.header_timeout_s, self._headers_late, transport)
+
+    def _headers_late(self, transport: asyncio.BaseTransport) -> None:
+        self._deadline = None
+        if self._inner is not None:  # still open, and data_received has not seen a whole request head
+            log.debug("connection from %s closed: no complete request headers in time", self._client)
+            transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._inner is not None:
             self._inner.data_received(data)
+            if self._deadline is not None and _headers_parsed(self._inner):
+                self._deadline.cancel()
+                self._deadline = None
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received() if self._inner is not None else None
@@ -133,6 +158,9 @@ class _Counted(asyncio.Protocol):
             self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         if self._inner is not None:
             self._limits.release(self._client)
             self._inner.connection_lost(exc)
@@ -166,7 +194,7 @@ class LimitedTCPSite(web.TCPSite):
 
 
 def runner_for(app: web.Application, limits: ConnectionLimits, **kw: Any) -> web.AppRunner:
-    """An AppRunner whose keep-alive timer doubles as the header deadline."""
+    """An AppRunner whose keep-alive timer doubles as the header deadline after a connection's first request."""
     return web.AppRunner(app, keepalive_timeout=limits.header_timeout_s, **kw)
 
 

@@ -1,4 +1,12 @@
-"""Token buckets on a monotonic clock: per deployment, one bucket per client (API key, else address)."""
+"""Token buckets on a monotonic clock: per deployment, one bucket per client (API key, else address).
+
+The table of buckets is bounded (MAX_CLIENTS) without letting new clients push out the state of others:
+a bucket that has refilled to its burst is dropped (forgetting it changes nothing: a new bucket is the
+same), and when every bucket in the table is still refilling (so every client in it was seen within one
+refill period), a new client draws on one shared overflow bucket instead of evicting anyone. Evicting the
+least recently seen client instead would hand a limited client a fresh bucket whenever someone brought
+enough addresses, which is a way around the limit; refusing new clients outright would lock them out.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +21,8 @@ from tursi.errors import InvalidSpec
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(second|sec|s|minute|min|m|hour|h)\s*(?:;\s*burst\s*=\s*(\d+)\s*)?$")
 _UNITS = {"second": 1, "sec": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600}
-MAX_CLIENTS = 10_000  # buckets kept; the least recently seen client is forgotten first
+MAX_CLIENTS = 10_000  # buckets kept; beyond it, new clients share one overflow bucket
+OVERFLOW = "overflow"
 
 
 @dataclass(frozen=True)
@@ -73,25 +82,43 @@ class TokenBucket:
     def take(self) -> tuple[bool, float]:
         """(allowed, tokens left after this request)."""
         now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.tokens = self.level(now)
         self.updated = now
         if self.tokens >= 1:
             self.tokens -= 1
             return True, self.tokens
         return False, self.tokens
 
+    def level(self, now: float) -> float:
+        return min(self.burst, self.tokens + (now - self.updated) * self.rate)
+
 
 class RateLimiter:
-    def __init__(self, spec: RateSpec, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, spec: RateSpec, clock: Callable[[], float] = time.monotonic, max_clients: int = MAX_CLIENTS
+    ) -> None:
         self.spec, self.clock = spec, clock
-        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()  # least recently seen first
+        self.overflow = TokenBucket(spec.rate_per_s, spec.burst, clock)
+        self.max_clients = max_clients
         self.limited = 0
 
+    def _bucket(self, client: str) -> TokenBucket:
+        bucket = self.buckets.get(client)
+        if bucket is not None:
+            self.buckets.move_to_end(client)
+            return bucket
+        now = self.clock()
+        while self.buckets and len(self.buckets) >= self.max_clients:
+            oldest = next(iter(self.buckets.values()))
+            if oldest.level(now) < oldest.burst:  # every client in the table is still refilling
+                return self.overflow
+            self.buckets.popitem(last=False)  # refilled: forgetting it loses nothing
+        bucket = self.buckets[client] = TokenBucket(self.spec.rate_per_s, self.spec.burst, self.clock)
+        return bucket
+
     def check(self, client: str) -> Decision:
-        bucket = self.buckets.pop(client, None) or TokenBucket(self.spec.rate_per_s, self.spec.burst, self.clock)
-        self.buckets[client] = bucket
-        if len(self.buckets) > MAX_CLIENTS:
-            self.buckets.popitem(last=False)
+        bucket = self._bucket(client)
         allowed, left = bucket.take()
         rate = self.spec.rate_per_s
         reset = math.ceil((self.spec.burst - left) / rate)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import urllib.request
+import uuid
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import DaemonProc, Env
+from tests.conftest import DaemonProc, Env, wait_for
 from tests.integration.test_lifecycle import embed, post
+
+# a path whose percent-decoded form, used as a label, would write its own lines into /metrics (the
+# second one breaking tursid's parser of the page), and one with a double quote
+FORGING_PATHS = [
+    "/v1/x%22%7D%201%0Atursi_requests_total%7Broute%3D%22forged%22%7D%20zz%0Ay",
+    "/v1/quote%22d",
+    "/v1/back%5Cslash%0A",
+]
 
 
 def families(text: str) -> dict[str, object]:
@@ -38,6 +49,34 @@ def test_worker_and_daemon_metrics_parse(env: Env, daemon: DaemonProc, tiny_bert
     states = {s.labels["state"]: s.value for s in daemon_fams["tursi_deployments"].samples}
     assert states["running"] == 1
     assert [s.labels["deployment"] for s in daemon_fams["tursi_restarts"].samples] == ["m"]
+    _unmatched_paths_keep_metrics_bounded(env, endpoint)
+
+
+def _unmatched_paths_keep_metrics_bounded(env: Env, endpoint: str) -> None:
+    """Any client picks the path: 300 random /v1/<path> POSTs (429 here) leave one 'unmatched' series, the page
+    still parses, and tursid's sampler keeps counting the deployment's requests."""
+    host, port = endpoint.removeprefix("http://").split("/", 1)[0].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    paths = FORGING_PATHS + [f"/v1/{uuid.uuid4().hex}" for _ in range(300 - len(FORGING_PATHS))]
+    for path in paths:
+        conn.request("POST", path, body=b"{}", headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 429
+    conn.close()
+    with urllib.request.urlopen(endpoint.removesuffix("/v1") + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert len(text) < 20_000  # bounded: it does not grow with the number of distinct paths
+    requests = {(s.labels["route"], s.labels["status"]): s.value for s in families(text)["tursi_requests"].samples}
+    assert requests == {("/v1/embeddings", "200"): 3, ("/v1/embeddings", "429"): 1, ("unmatched", "429"): 300}
+    durations = families(text)["tursi_request_duration_seconds"].samples
+    assert {s.labels["route"] for s in durations} == {"/v1/embeddings", "unmatched"}
+
+    def sampled_requests() -> bool:
+        snap = json.loads(env.cli("stats", "--no-stream", "--format", "json", check=True).stdout)
+        return snap["deployments"][0]["requests"] == 304
+
+    wait_for(sampled_requests, timeout=15, interval=0.5)  # the sampler read the page: it is not stuck on it
 
 
 def test_stats_under_load(env: Env, daemon: DaemonProc, tiny_bert: Path) -> None:

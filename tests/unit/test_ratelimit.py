@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tursi.errors import InvalidSpec
-from tursi.ratelimit import RateLimiter, RateSpec, TokenBucket, parse_rate_limit
+from tursi.ratelimit import MAX_CLIENTS, RateLimiter, RateSpec, TokenBucket, parse_rate_limit
+from tursi.worker.limits import address_group
 
 
 class FakeClock:
@@ -79,3 +80,35 @@ def test_limiter_headers_and_independent_clients() -> None:
     assert limiter.limited == 2
     clock.now += 60
     assert limiter.check("a").allowed
+
+
+def test_a_full_table_evicts_no_one() -> None:
+    """Rotating client ids (addresses) fills the table, but a limited client's bucket is not pushed out:
+    newcomers beyond the table share one overflow bucket, and only refilled buckets are forgotten."""
+    clock = FakeClock()
+    limiter = RateLimiter(parse_rate_limit("10/minute"), clock=clock)
+    assert [limiter.check("a").allowed for _ in range(11)] == [True] * 10 + [False]
+    newcomers = [limiter.check(f"rotating-{i}").allowed for i in range(2 * MAX_CLIENTS)]
+    assert len(limiter.buckets) == MAX_CLIENTS
+    assert newcomers.count(True) == MAX_CLIENTS - 1 + 10  # a bucket each while there was room, then one shared
+    assert not limiter.check("a").allowed  # still limited: its bucket was not evicted
+    assert not limiter.check("another").allowed  # the overflow bucket is spent
+    clock.now += 60  # every bucket refilled: forgetting them loses nothing
+    assert limiter.check("another").allowed
+    assert "another" in limiter.buckets
+    assert len(limiter.buckets) == MAX_CLIENTS
+
+
+@pytest.mark.parametrize(
+    ("remote", "group"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),  # one host's /64 is one client
+        ("fe80::1%eth0", "fe80::/64"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_address_groups(remote: str, group: str) -> None:
+    assert address_group(remote) == group

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from tursi.daemon.thermals import temperatures, throttling
 from tursi.daemon.traffic import parse_metrics, quantile, rates
 from tursi.worker.metrics import Metrics
@@ -26,6 +29,38 @@ def test_rates_and_quantiles_between_two_pages() -> None:
     assert r["rate_limited"] == 3
     assert quantile(before.buckets, before.buckets, 0.5) is None  # no traffic: no latency
     assert rates(None, after, 0)["requests_per_s"] is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        'tursi_requests_total{route="forged"} zz',  # what a newline in a label used to write into the page
+        'tursi_requests_total{route="x\\"} 5',  # an unterminated label value
+        "tursi_requests_total{route=} 5",
+        "tursi_requests_total 1 2 3",
+        "tursi_requests_total{} NaN",
+        "}{ garbage",
+    ],
+)
+def test_a_line_that_does_not_parse_is_skipped(bad: str) -> None:
+    """One bad line must not cost tursid the whole page (its sampler serves every deployment)."""
+    page = _page([0.003] * 4, tokens=2)
+    head, tail = page.split("tursi_tokens_total{", 1)
+    counters = parse_metrics(head + bad + "\n" + "tursi_tokens_total{" + tail)
+    assert counters == parse_metrics(page)
+    assert (counters.requests, counters.tokens, counters.limited) == (4, 8, 3)
+    assert counters.buckets["+Inf"] == 4
+
+
+def test_label_values_are_escaped() -> None:
+    """A route label holding a quote, a backslash, a newline or a brace stays one sample."""
+    route = '/v1/x"} 1\ntursi_requests_total{route="forged"} 9\\'
+    m = Metrics()
+    m.observe(route, 200, 0.01)
+    page = m.render('dep"\n')
+    samples = [s for f in text_string_to_metric_families(page) if f.name == "tursi_requests" for s in f.samples]
+    assert [(s.labels["route"], s.labels["deployment"], s.value) for s in samples] == [(route, 'dep"\n', 1)]
+    assert parse_metrics(page).requests == 1
 
 
 def test_thermal_zones_and_pi_throttling(tmp_path: Path) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from tursi.worker.metrics import BUCKETS
 
-_LINE = re.compile(r"^(\w+)\{([^}]*)\}\s+(\S+)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
+log = logging.getLogger(__name__)
+
+_QUOTED = r'"(?:[^"\\\n]|\\.)*"'  # a label value: escapes are \\, \" and \n
+_LINE = re.compile(rf"^([a-zA-Z_:][\w:]*)(?:\{{((?:[^\"}}]|{_QUOTED})*)\}})?[ \t]+(\S+)(?:[ \t]+-?\d+)?[ \t]*$")
+_LABEL = re.compile(rf"\s*([a-zA-Z_]\w*)\s*=\s*({_QUOTED})\s*(?:,|$)")
 
 
 @dataclass
@@ -21,13 +26,39 @@ class Counters:
     buckets: dict[str, float] = field(default_factory=dict)  # le -> cumulative count, summed over routes
 
 
+def _sample(line: str) -> tuple[str, dict[str, str], float] | None:
+    """(name, labels, value) of one sample line of the Prometheus text format; None for anything else."""
+    m = _LINE.match(line)
+    if not m:
+        return None
+    try:
+        value = float(m.group(3))
+    except ValueError:
+        return None
+    labels: dict[str, str] = {}
+    rest = m.group(2) or ""
+    while rest.strip():
+        lm = _LABEL.match(rest)
+        if not lm:
+            return None
+        raw = lm.group(2)[1:-1]
+        labels[lm.group(1)] = re.sub(r"\\(.)", lambda e: "\n" if e.group(1) == "n" else e.group(1), raw)
+        rest = rest[lm.end() :]
+    return (m.group(1), labels, value) if math.isfinite(value) else None
+
+
 def parse_metrics(text: str) -> Counters:
+    """The counters tursid follows from a worker's /metrics page; a line that does not parse is skipped."""
     c = Counters()
+    skipped = 0
     for line in text.splitlines():
-        m = _LINE.match(line)
-        if not m:
+        if not line.strip() or line.startswith("#"):
             continue
-        name, labels, value = m.group(1), dict(_LABEL.findall(m.group(2))), float(m.group(3))
+        sample = _sample(line)
+        if sample is None:
+            skipped += 1
+            continue
+        name, labels, value = sample
         if name == "tursi_requests_total":
             c.requests += value
         elif name == "tursi_tokens_total":
@@ -38,6 +69,8 @@ def parse_metrics(text: str) -> Counters:
             c.limited = value
         elif name == "tursi_request_duration_seconds_bucket":
             c.buckets[labels.get("le", "")] = c.buckets.get(labels.get("le", ""), 0.0) + value
+    if skipped:
+        log.debug("metrics page: skipped %d line(s) that do not parse", skipped)
     return c
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -10,7 +11,8 @@ from aiohttp import web
 from tursi.apikeys import matches
 from tursi.errors import RateLimited, Unauthorized
 from tursi.ratelimit import Decision
-from tursi.worker.state import STATE
+from tursi.worker.metrics import route_label
+from tursi.worker.state import STATE, WorkerState
 
 DECISION = web.RequestKey("rate_decision", Decision)
 
@@ -31,17 +33,32 @@ async def api_key_middleware(
     if st.api_key_sha256 and request.path not in OPEN_PATHS:
         key = presented_key(request)
         if not key or not matches(key, st.api_key_sha256):
-            st.metrics.observe(request.path, 401, 0.0)
+            st.metrics.observe(route_label(request), 401, 0.0)
             raise Unauthorized("this endpoint needs an API key: Authorization: Bearer <key> (or X-Api-Key)")
     return await handler(request)
 
 
-def client_id(request: web.Request) -> str:
-    """The API key when one is sent (hashed: keys never sit in memory tables or logs), else the address."""
+def client_id(request: web.Request, st: WorkerState) -> str:
+    """Whose bucket a request draws on: the deployment's API key when the request presents it (hashed:
+    keys never sit in memory tables or logs), else the client's address. A key nobody checked
+    names no one: keyed on it, a fresh random token per request would get a fresh bucket each time."""
     key = presented_key(request)
-    if key:
+    if st.api_key_sha256 and key and matches(key, st.api_key_sha256):
         return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
-    return "addr:" + (request.remote or "unknown")
+    return "addr:" + address_group(request.remote or "unknown")
+
+
+def address_group(remote: str) -> str:
+    """The address a client cannot multiply: IPv4 as is, IPv6 by /64 (one host usually holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return remote
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 @web.middleware
@@ -51,10 +68,10 @@ async def rate_limit_middleware(
     st = request.app[STATE]
     if st.limiter is None or request.method != "POST" or not request.path.startswith("/v1/"):
         return await handler(request)  # health, readiness, metrics and model listing are never limited
-    decision = st.limiter.check(client_id(request))
+    decision = st.limiter.check(client_id(request, st))
     request[DECISION] = decision
     if not decision.allowed:
-        st.metrics.observe(request.path, 429, 0.0)
+        st.metrics.observe(route_label(request), 429, 0.0)
         raise RateLimited(
             f"rate limit {st.limiter.spec} exceeded for this client; retry in {decision.retry_after_s}s",
             _headers=decision.headers(),

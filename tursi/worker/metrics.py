@@ -1,12 +1,32 @@
-"""Request counters and a latency histogram kept by a worker, rendered in the Prometheus text format."""
+"""Request counters and a latency histogram kept by a worker, rendered in the Prometheus text format.
+
+Routes are labelled by the matched route's template, never by the request's path: a client picks the
+path, so a path label would let anyone grow the page without bound or write lines into it.
+"""
 
 from __future__ import annotations
 
 import bisect
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+UNMATCHED = "unmatched"  # the one label for every request no route matched (404, 405)
+
+
+def route_label(request: web.Request) -> str:
+    """The template of the route ``request`` matched (e.g. ``/v1/embeddings``), else ``unmatched``."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
+
+
+def label_value(value: object) -> str:
+    """``value`` escaped for a label in the Prometheus text format: backslash, double quote, newline."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 @dataclass
@@ -46,19 +66,20 @@ class Metrics:
     def render(
         self, deployment: str, queue_waiting: int = 0, rate_limited: int = 0, batches: tuple[int, int] | None = None
     ) -> str:
-        dep = f'deployment="{deployment}"'
+        dep = f'deployment="{label_value(deployment)}"'
         lines = [
             "# HELP tursi_requests_total Inference requests handled, by route and status.",
             "# TYPE tursi_requests_total counter",
         ]
         for (route, status), n in sorted(self.requests.items()):
-            lines.append(f'tursi_requests_total{{{dep},route="{route}",status="{status}"}} {n}')
+            route_status = f'route="{label_value(route)}",status="{status}"'
+            lines.append(f"tursi_requests_total{{{dep},{route_status}}} {n}")
         lines += [
             "# HELP tursi_request_duration_seconds Time spent serving inference requests, by route.",
             "# TYPE tursi_request_duration_seconds histogram",
         ]
         for route, hist in sorted(self.latency.items()):
-            lines += hist.render("tursi_request_duration_seconds", f'{dep},route="{route}"')
+            lines += hist.render("tursi_request_duration_seconds", f'{dep},route="{label_value(route)}"')
         for name, kind, help_text, value in (
             ("tursi_tokens_total", "counter", "Tokens processed (embedding inputs, completions).", self.tokens),
             ("tursi_generated_tokens_total", "counter", "Tokens produced by the model.", self.generated_tokens),
