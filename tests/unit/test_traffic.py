@@ -76,3 +76,39 @@ def test_thermal_zones_and_pi_throttling(tmp_path: Path) -> None:
     assert t["throttled"] is True
     assert t["freq_capped"] is False
     assert throttling(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize(
+    ("page", "counted"),
+    [
+        ("tursi_requests_total{route=\"/v1/embeddings\",status=\"200\"} 7\n", 7),
+        ("tursi_requests_total{} 7\n" + "#" * (2 << 20), None),  # over the page cap: not read, not counted
+        (b"\xff\xfe\ntursi_requests_total{} 3\n", 3),  # bytes that are not UTF-8
+    ],
+)
+def test_the_sampler_survives_any_metrics_page(tmp_path: Path, page: str | bytes, counted: int | None) -> None:
+    """What a worker (or whatever listens on its port) sends to tursid's sampler: bounded, never an exception."""
+    import asyncio
+
+    from aiohttp import web
+
+    from tursi.daemon.sampler import Sampler
+    from tursi.state import StateStore
+
+    async def scenario() -> dict:
+        app = web.Application()
+        app.router.add_get("/metrics", lambda _: web.Response(body=page if isinstance(page, bytes) else page.encode()))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        sampler = Sampler(StateStore(tmp_path / "state.db"))
+        await sampler.start()
+        try:
+            return await sampler._traffic("d", "127.0.0.1", port)
+        finally:
+            await sampler.close()
+            await runner.cleanup()
+
+    assert asyncio.run(scenario())["requests"] == counted

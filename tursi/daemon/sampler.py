@@ -18,6 +18,7 @@ from tursi.daemon.traffic import Counters, parse_metrics, rates
 from tursi.state import StateStore
 
 log = logging.getLogger(__name__)
+MAX_METRICS_PAGE = 1 << 20  # bytes of a worker's /metrics page tursid reads (ours are a few KiB)
 
 
 class Sampler:
@@ -94,9 +95,14 @@ class Sampler:
 
     async def _traffic(self, name: str, host: str, port: int) -> dict[str, Any]:
         text = await self._metrics_page(host, port)
-        if text is None:
+        try:
+            counters = parse_metrics(text) if text is not None else None
+        except Exception:  # one worker's odd page must not stop the samples of every deployment
+            log.warning("unreadable /metrics page from deployment %s", name, exc_info=True)
+            counters = None
+        if counters is None:
             return rates(None, Counters(), 0.0) | {"requests": None}
-        now, counters = time.monotonic(), parse_metrics(text)
+        now = time.monotonic()
         previous = self._counters.get(name)
         self._counters[name] = (now, counters)
         if previous is None:
@@ -109,7 +115,17 @@ class Sampler:
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         try:
             async with self._http.get(f"http://{host}:{port}/metrics") as resp:
-                return await resp.text() if resp.status == 200 else None
+                if resp.status != 200:
+                    return None
+                page = bytearray()
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    page += chunk
+                    if len(page) > MAX_METRICS_PAGE:
+                        break
+                if len(page) > MAX_METRICS_PAGE:
+                    log.warning("deployment at %s:%d sent a /metrics page over %d bytes", host, port, MAX_METRICS_PAGE)
+                    return None
+                return bytes(page).decode("utf-8", errors="replace")
         except (TimeoutError, aiohttp.ClientError, OSError):
             return None
 
