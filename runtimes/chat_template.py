@@ -7,8 +7,14 @@ refused; it never runs against a request.
 
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass
 from typing import Any
+
+# Fields of a message that come from the client: rendered by the template, never trusted as control text.
+UNTRUSTED_FIELDS = ("content", "name")
+Piece = tuple[str, str | None]  # (text, None) from the template itself, (text, "messages[i].field") from the client
 
 # Used when a GGUF carries no template: ChatML, which most small instruct models were tuned on.
 CHATML = (
@@ -26,6 +32,10 @@ PROBE_MESSAGES = [
 
 class TemplateRefused(Exception):
     """The template tried something the sandbox forbids, or does not render."""
+
+
+class TemplateRejected(ValueError):
+    """The template does not render one request's messages (its own raise_exception, a missing field)."""
 
 
 @dataclass
@@ -47,21 +57,70 @@ class ChatTemplate:
         try:
             tmpl._compiled = env.from_string(tmpl.source)
             tmpl.render(PROBE_MESSAGES)  # a hostile template fails here, at load, in the sandbox
-        except SecurityError as e:
-            raise TemplateRefused(f"chat template refused by the sandbox: {e}") from e
-        except (TemplateError, TypeError, ValueError) as e:
+        except TemplateRejected as e:
+            cause = e.__cause__
+            if isinstance(cause, SecurityError):
+                raise TemplateRefused(f"chat template refused by the sandbox: {cause}") from cause
+            raise TemplateRefused(f"chat template does not render: {type(cause).__name__}: {cause}") from cause
+        except TemplateError as e:
             raise TemplateRefused(f"chat template does not render: {type(e).__name__}: {e}") from e
         return tmpl
 
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
-        return str(
-            self._compiled.render(
-                messages=messages,
-                add_generation_prompt=add_generation_prompt,
-                bos_token=self.bos_token,
-                eos_token=self.eos_token,
+        from jinja2 import TemplateError
+
+        try:
+            return str(
+                self._compiled.render(
+                    messages=messages,
+                    add_generation_prompt=add_generation_prompt,
+                    bos_token=self.bos_token,
+                    eos_token=self.eos_token,
+                )
             )
-        )
+        except (TemplateError, TypeError, ValueError) as e:  # raise_exception('...') included
+            raise TemplateRejected(f"the model's chat template refuses these messages: {e}") from e
+
+    def render_pieces(self, messages: list[dict[str, Any]]) -> tuple[str, list[Piece] | None]:
+        """The prompt, and the same prompt cut into the template's own text and the client's text.
+
+        Each client string is replaced by a random marker, the template renders the markers, and the cut is
+        kept only when putting the strings back gives exactly the prompt (None when the template transforms
+        or inspects them beyond that, e.g. ``| trim`` on text with outer whitespace that a second try with the
+        whitespace kept outside the marker cannot explain).
+        """
+        text = self.render(messages)
+        for keep_outer_space in (False, True):
+            pieces = self._marked(messages, keep_outer_space)
+            if pieces is not None and "".join(p for p, _ in pieces) == text:
+                return text, pieces
+        return text, None
+
+    def _marked(self, messages: list[dict[str, Any]], keep_outer_space: bool) -> list[Piece] | None:
+        nonce = secrets.token_hex(8)
+        values: dict[str, tuple[str, str]] = {}
+        marked = []
+        for i, msg in enumerate(messages):
+            copy = dict(msg)
+            for key in UNTRUSTED_FIELDS:
+                value = msg.get(key)
+                if isinstance(value, str) and value:
+                    mark = f"\ue000{nonce}.{len(values)}\ue001"
+                    core = value.strip() if keep_outer_space else value
+                    values[mark] = (core, f"messages[{i}].{key}")
+                    copy[key] = value.replace(core, mark, 1) if core else value
+            marked.append(copy)
+        try:
+            rendered = self.render(marked)
+        except Exception:  # a template that inspects the text (and raises on a marker) cannot be cut
+            return None
+        pieces: list[Piece] = []
+        for part in re.split(f"(\ue000{nonce}\\.\\d+\ue001)", rendered):
+            if part in values:
+                pieces.append(values[part])
+            elif part:
+                pieces.append((part, None))
+        return pieces
 
 
 def _raise(message: str) -> None:

@@ -12,10 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtimes.chat_template import ChatTemplate
+from runtimes.chat_template import UNTRUSTED_FIELDS, ChatTemplate
 from runtimes.cpu_check import check_llama_build
 
 log = logging.getLogger(__name__)
+
+
+class ControlText(ValueError):
+    """Client text that would become control tokens, where the template does not let it be kept as plain text."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(
+            f"'{field}' contains the text of a control token, which this model's chat template "
+            "cannot keep apart from its own"
+        )
+        self.field = field
 
 
 class ContextLengthExceeded(Exception):
@@ -32,6 +43,8 @@ class Sampling:
     top_p: float = 0.95
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
 
 @dataclass
@@ -82,17 +95,42 @@ class LlamaRuntime:
 
     # -- prompts -----------------------------------------------------------------------------
 
-    def tokenize_prompt(self, text: str) -> list[int]:
+    def _add_bos(self, text: str) -> bool:
         add_bos = self.llm.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
         bos_text = self.template.bos_token if self.template else ""
-        if bos_text and text.startswith(bos_text):
-            add_bos = False  # the template wrote it already
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+        return add_bos and not (bos_text and text.startswith(bos_text))  # else the template wrote it already
+
+    def tokenize_prompt(self, text: str) -> list[int]:
+        """A raw completion prompt: the client writes the whole text, control tokens included."""
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=self._add_bos(text), special=True))
 
     def chat_prompt(self, messages: list[dict[str, Any]]) -> list[int]:
+        """The template's own text may hold control tokens; the client's text (content, name) never does."""
         if self.template is None:
             raise ValueError("this model has no chat template")
-        return self.tokenize_prompt(self.template.render(messages))
+        text, pieces = self.template.render_pieces(messages)
+        if pieces is None:  # the template reshapes the client's text: refuse text that would turn into control
+            self._refuse_control_text(messages)
+            return self.tokenize_prompt(text)
+        tokens = [t for t in self.llm.tokenize(b"", add_bos=self._add_bos(text), special=False) if t == self.bos_id]
+        for piece, field in pieces:
+            tokens += self.llm.tokenize(piece.encode("utf-8"), add_bos=False, special=field is None)
+        return tokens
+
+    def _refuse_control_text(self, messages: list[dict[str, Any]]) -> None:
+        for i, msg in enumerate(messages):
+            for key in UNTRUSTED_FIELDS:
+                value = msg.get(key)
+                if isinstance(value, str) and value:
+                    data = value.encode("utf-8")
+                    if self.llm.tokenize(data, add_bos=False, special=True) != self.llm.tokenize(
+                        data, add_bos=False, special=False
+                    ):
+                        raise ControlText(f"messages[{i}].{key}")
+
+    @property
+    def bos_id(self) -> int:
+        return int(self.llm.token_bos())
 
     def check_context(self, prompt: list[int], max_tokens: int | None) -> None:
         if len(prompt) >= self.n_ctx or (max_tokens and len(prompt) + max_tokens > self.n_ctx):
@@ -111,6 +149,8 @@ class LlamaRuntime:
             top_p=sampling.top_p,
             stop=list(sampling.stop) or None,
             seed=sampling.seed,
+            presence_penalty=sampling.presence_penalty,
+            frequency_penalty=sampling.frequency_penalty,
             stream=True,
         )
         try:

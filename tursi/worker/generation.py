@@ -12,9 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
-from runtimes.llama_runtime import Chunk
+from runtimes.chat_template import TemplateRejected
+from runtimes.llama_runtime import Chunk, ControlText
 from runtimes.llama_runtime import ContextLengthExceeded as RuntimeContextExceeded
-from tursi.errors import ContextLengthExceeded
+from tursi.errors import ContextLengthExceeded, InvalidRequest
 from tursi.guards import WRITE_TIMEOUT_S, read_json
 from tursi.worker.openai_params import GenerationRequest, parse_generation, parse_messages, parse_prompt
 from tursi.worker.state import STATE, WorkerState, check_model, observed, require_task
@@ -41,26 +42,30 @@ async def _serve(request: web.Request, chat: bool) -> web.StreamResponse:
         runtime = require_task(st, "chat")
         body = await read_json(request)
         check_model(st, body)
-        gen = parse_generation(body)
-        loop = asyncio.get_running_loop()
-        if chat:
-            prompt = await loop.run_in_executor(None, runtime.chat_prompt, parse_messages(body))
-        else:
-            prompt = await loop.run_in_executor(None, runtime.tokenize_prompt, parse_prompt(body))
-        _check_context(runtime, prompt, gen)
+        gen = parse_generation(body, chat)
+        source: list[dict[str, Any]] | str = parse_messages(body) if chat else parse_prompt(body)
+        # the gate first: --max-queue bounds rendering and tokenizing too, which run in the model thread
         async with st.gate.slot():
+            prompt = await asyncio.get_running_loop().run_in_executor(st.executor, _prompt, runtime, source, gen)
             resp, obs.tokens = await _run(request, st, prompt, gen, chat)
         obs.status = resp.status
         return resp
 
 
-def _check_context(runtime: Any, prompt: list[int], gen: GenerationRequest) -> None:
+def _prompt(runtime: Any, source: list[dict[str, Any]] | str, gen: GenerationRequest) -> list[int]:
+    """Runs in the model thread: the prompt's tokens, checked against the context."""
     try:
+        prompt: list[int] = runtime.chat_prompt(source) if isinstance(source, list) else runtime.tokenize_prompt(source)
         runtime.check_context(prompt, gen.sampling.max_tokens)
+    except ControlText as e:
+        raise InvalidRequest(str(e), param=e.field) from None
+    except TemplateRejected as e:
+        raise InvalidRequest(str(e), param="messages") from None
     except RuntimeContextExceeded as e:
         raise ContextLengthExceeded(
             str(e), prompt_tokens=e.prompt_tokens, max_tokens=e.max_tokens, n_ctx=e.n_ctx
         ) from None
+    return prompt
 
 
 def _producer(

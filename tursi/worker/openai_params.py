@@ -1,7 +1,12 @@
-"""Validate OpenAI-shaped generation requests; each error names the offending field."""
+"""Validate OpenAI-shaped generation requests; each error names the offending field.
+
+A field is either applied or refused: a request never gets an answer that silently ignored part of it. The only
+exception is ``user``, OpenAI's end-user id for abuse tracking, which by definition does not change the answer.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,8 +14,19 @@ from runtimes.llama_runtime import Sampling
 from tursi.errors import InvalidRequest
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
-UNSUPPORTED = ("tools", "functions", "tool_choice", "response_format", "logit_bias", "suffix")
+UNSUPPORTED = (  # accepted only when empty
+    "tools", "functions", "tool_choice", "function_call", "parallel_tool_calls", "response_format", "logit_bias",
+    "suffix",
+)  # fmt: skip
 MAX_STOP = 4
+COMMON_FIELDS = {
+    "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "n", "stream",
+    "stream_options", "presence_penalty", "frequency_penalty", "logprobs", "user", *UNSUPPORTED,
+}  # fmt: skip
+ROUTE_FIELDS = {True: {"messages", "top_logprobs"}, False: {"prompt", "echo", "best_of"}}
+OFF_ONLY = {"n": (1,), "logprobs": (False, 0), "top_logprobs": (0,), "echo": (False,), "best_of": (1,)}
+MESSAGE_TEXT = ("name", "tool_call_id")  # optional strings a template may render (as plain text, never control)
+MESSAGE_EMPTY = ("tool_calls", "function_call", "refusal", "audio")  # accepted only when empty
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,8 @@ def _number(body: dict[str, Any], field: str, default: float, lo: float, hi: flo
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _bad(field, "must be a number")
+    if isinstance(value, float) and not math.isfinite(value):  # NaN compares false with any bound
+        raise _bad(field, "must be a finite number")
     if value > hi or value < lo or (lo_open and value == lo):
         raise _bad(field, f"must be in {'(' if lo_open else '['}{lo}, {hi}]")
     return float(value)
@@ -54,51 +72,93 @@ def _stop(body: dict[str, Any]) -> tuple[str, ...]:
     return tuple(items)
 
 
-def parse_generation(body: dict[str, Any]) -> GenerationRequest:
+def _check_fields(body: dict[str, Any], chat: bool) -> None:
+    known = COMMON_FIELDS | ROUTE_FIELDS[chat]
+    for field in body:
+        if field not in known:
+            raise _bad(field, "is not a parameter of this route")
     for field in UNSUPPORTED:
         if body.get(field) not in (None, [], {}):
             raise _bad(field, "is not supported by this server")
-    if body.get("logprobs") not in (None, False, 0):
-        raise _bad("logprobs", "is not supported by this server")
-    if body.get("n") not in (None, 1):
-        raise _bad("n", "must be 1")
+    for field, off in OFF_ONLY.items():
+        value = body.get(field)
+        if value is not None and not any(value == v and type(value) is type(v) for v in off):
+            raise _bad(field, f"is not supported by this server (only {off[0]!r})")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise _bad("user", "must be a string")
+
+
+def _stream(body: dict[str, Any]) -> tuple[bool, bool]:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _bad("stream", "must be true or false")
     options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise _bad("stream_options", "must be an object")
-    max_tokens = _optional_int(body, "max_completion_tokens", 1)
-    if max_tokens is None:
-        max_tokens = _optional_int(body, "max_tokens", 1)
+    if options is None:
+        return stream, False
+    if not isinstance(options, dict) or set(options) - {"include_usage"}:
+        raise _bad("stream_options", "must be an object with at most 'include_usage'")
+    if not stream:
+        raise _bad("stream_options", "is only allowed when 'stream' is true")
+    include_usage = options.get("include_usage", False)
+    if not isinstance(include_usage, bool):
+        raise _bad("stream_options.include_usage", "must be true or false")
+    return stream, include_usage
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    newer = _optional_int(body, "max_completion_tokens", 1)
+    older = _optional_int(body, "max_tokens", 1)
+    if newer is not None and older is not None and newer != older:
+        raise _bad("max_tokens", "and 'max_completion_tokens' disagree; send one of them")
+    return newer if newer is not None else older
+
+
+def parse_generation(body: dict[str, Any], chat: bool = True) -> GenerationRequest:
+    _check_fields(body, chat)
+    stream, include_usage = _stream(body)
     sampling = Sampling(
-        max_tokens=max_tokens,
+        max_tokens=_max_tokens(body),
         temperature=_number(body, "temperature", 0.8, 0.0, 2.0),
         top_p=_number(body, "top_p", 0.95, 0.0, 1.0, lo_open=True),
         stop=_stop(body),
         seed=_optional_int(body, "seed", -(2**63)),
+        presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
+        frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
     )
-    return GenerationRequest(sampling, stream, bool(options and options.get("include_usage")))
+    return GenerationRequest(sampling, stream, include_usage)
 
 
 def parse_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("messages", "must be a non-empty list")
-    out = []
-    for i, msg in enumerate(messages):
-        field = f"messages[{i}]"
-        if not isinstance(msg, dict):
-            raise _bad(field, "must be an object")
-        if msg.get("role") not in ROLES:
-            raise _bad(f"{field}.role", f"must be one of {', '.join(ROLES)}")
-        out.append({"role": msg["role"], "content": _content(msg.get("content"), f"{field}.content")})
+    return [_message(msg, f"messages[{i}]") for i, msg in enumerate(messages)]
+
+
+def _message(msg: Any, field: str) -> dict[str, Any]:
+    if not isinstance(msg, dict):
+        raise _bad(field, "must be an object")
+    if msg.get("role") not in ROLES:
+        raise _bad(f"{field}.role", f"must be one of {', '.join(ROLES)}")
+    for key in msg:
+        if key not in ("role", "content", *MESSAGE_TEXT, *MESSAGE_EMPTY):
+            raise _bad(f"{field}.{key}", "is not a field of a message")
+    for key in MESSAGE_EMPTY:
+        if msg.get(key) not in (None, [], {}, ""):
+            raise _bad(f"{field}.{key}", "is not supported by this server")
+    if "content" not in msg or msg["content"] is None:
+        raise _bad(f"{field}.content", "is required")
+    out = {"role": msg["role"], "content": _content(msg["content"], f"{field}.content")}
+    for key in MESSAGE_TEXT:
+        if msg.get(key) is not None:
+            if not isinstance(msg[key], str):
+                raise _bad(f"{field}.{key}", "must be a string")
+            out[key] = msg[key]
     return out
 
 
 def _content(content: Any, field: str) -> str:
-    if content is None:
-        return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
