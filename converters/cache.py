@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 4 << 20
 
 
 def artifact_key(source_digest: str, plan: dict[str, Any], tool_versions: dict[str, str]) -> str:
@@ -23,14 +25,99 @@ def artifact_key(source_digest: str, plan: dict[str, Any], tool_versions: dict[s
 
 
 def lookup(artifacts_dir: Path, key: str) -> dict[str, Any] | None:
-    """The manifest of a complete cached artifact, or None."""
-    manifest = artifacts_dir / key / MANIFEST
-    if not manifest.is_file():
-        return None
+    """The manifest of a complete, well-formed cached artifact, or None (absent or damaged)."""
+    manifest, problem = read_manifest(artifacts_dir, key)
+    return manifest if problem is None else None
+
+
+def read_manifest(artifacts_dir: Path, key: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(manifest, None) for a usable artifact; (None, why) when the entry is missing or damaged."""
+    path = artifacts_dir / key / MANIFEST
     try:
-        return json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
+        if path.is_symlink() or not path.is_file():
+            return None, "no manifest.json"
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            return None, f"manifest.json is over {MAX_MANIFEST_BYTES} bytes"
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None, f"manifest.json cannot be read: {type(e).__name__}"
+    except RecursionError:
+        return None, "manifest.json nests too deeply"
+    problem = manifest_problem(manifest)
+    return (None, problem) if problem else (manifest, None)
+
+
+# -- the manifest schema: the type of every field any part of Tursi reads ------------------------------------
+
+RUNTIMES = {"onnx": "onnxruntime", "gguf": "llama"}
+TASKS = ("embeddings", "classification", "fill-mask", "chat")
+_NUMBER = (int, float)
+_TOP = {
+    "quantization": (str, type(None)),
+    "size_bytes": int,
+    "created_at": _NUMBER,
+    "conversion_s": _NUMBER,
+    "key": str,
+    "source": dict,
+    "files": dict,
+    "tools": dict,
+}
+_PLAN = {"task": str, "format": str, "quantization": str, "runtime": str}  # required
+_PLAN_OPTIONAL = {"converter": str, "reasons": dict, "params": dict}
+_SOURCE = {"reference": str, "path": str, "digest": str, "size_bytes": int}
+
+
+def _type_problem(where: str, obj: dict[str, Any], fields: dict[str, Any], required: bool = False) -> str | None:
+    for name, types in fields.items():
+        if name not in obj:
+            if required:
+                return f"{where}{name} is missing"
+            continue
+        value = obj[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"{where}{name} has the wrong type ({type(value).__name__})"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{where}{name} is not a finite number"
+    return None
+
+
+def _maps_problem(manifest: dict[str, Any], plan: dict[str, Any]) -> str | None:
+    maps = (("files", manifest.get("files")), ("tools", manifest.get("tools")), ("plan.reasons", plan.get("reasons")))
+    for where, value in maps:
+        if value is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            return f"{where} must map names to strings"
+    hardware = plan.get("params", {}).get("hardware_target")
+    if hardware is not None and not isinstance(hardware, str):
+        return "plan.params.hardware_target must be a string"
+    return None
+
+
+def _plan_problem(manifest: dict[str, Any], plan: dict[str, Any]) -> str | None:
+    if plan["format"] not in RUNTIMES or plan["runtime"] != RUNTIMES[plan["format"]]:
+        return "plan.format and plan.runtime must be onnx and onnxruntime, or gguf and llama"
+    if plan["task"] not in TASKS:
+        return f"plan.task must be one of {', '.join(TASKS)}"
+    if plan["format"] == "gguf" and "model" not in manifest.get("files", {}):
+        return "a gguf artifact names its model file in files.model"
+    return None
+
+
+def manifest_problem(manifest: Any) -> str | None:
+    """Why ``manifest`` cannot be used (one line), or None. The paths in 'files' are checked by the caller, which
+    knows the folder (bundle import, runtime load)."""
+    if not isinstance(manifest, dict):
+        return "manifest.json is not a JSON object"
+    plan = manifest.get("plan")
+    if not isinstance(plan, dict):
+        return "plan is missing or not an object"
+    return (
+        _type_problem("", manifest, _TOP)
+        or _type_problem("plan.", plan, _PLAN, required=True)
+        or _type_problem("plan.", plan, _PLAN_OPTIONAL)
+        or _type_problem("source.", manifest.get("source", {}), _SOURCE)
+        or _maps_problem(manifest, plan)
+        or _plan_problem(manifest, plan)
+    )
 
 
 def make_staging(artifacts_dir: Path, key: str) -> Path:
@@ -82,7 +169,15 @@ def remove_stale_staging(artifacts_dir: Path) -> int:
 
 
 def dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    """Bytes of the regular files under ``path`` (files that vanish while we count are skipped)."""
+    total = 0
+    for f in path.rglob("*"):
+        try:
+            if f.is_file() and not f.is_symlink():
+                total += f.stat().st_size
+        except OSError:
+            continue
+    return total
 
 
 def _fsync_dir(path: Path) -> None:

@@ -10,7 +10,7 @@ Lifecycle of a runtime inside a worker process:
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 
@@ -25,6 +25,24 @@ class EmbeddingRuntime(Protocol):
 
 
 DEFAULT_CTX = 4096
+
+
+def model_path(artifact_dir: Path, manifest: dict[str, Any]) -> Path:
+    """manifest files.model as a regular file inside the artifact: relative, no '..', no link leading out."""
+    from tursi.errors import UnsafeModel
+
+    files = manifest.get("files")
+    name = files.get("model") if isinstance(files, dict) else None
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise UnsafeModel("the manifest names no model file (files.model)")
+    rel = PurePosixPath(name)
+    if rel.is_absolute() or ".." in rel.parts or "\\" in name:
+        raise UnsafeModel(f"files.model {name!r} is not a plain path inside the artifact")
+    path = artifact_dir / rel
+    root = artifact_dir.resolve()
+    if path.is_symlink() or not path.resolve().is_relative_to(root) or not path.is_file():
+        raise UnsafeModel(f"files.model {name!r} is not a regular file inside the artifact")
+    return path
 
 
 def load_runtime(artifact_dir: Path, manifest: dict[str, Any], threads: int, ctx_size: int = 0) -> Any:
@@ -43,9 +61,9 @@ def load_runtime(artifact_dir: Path, manifest: dict[str, Any], threads: int, ctx
         from runtimes.llama_runtime import LlamaRuntime
         from tursi.gguf_header import read_header
 
-        model_file = artifact_dir / manifest["files"]["model"]
+        model_file = model_path(artifact_dir, manifest)
+        info = read_header(model_file)  # always: llama.cpp gets only files whose header we have checked
         if not ctx_size:
-            info = read_header(model_file)
             trained = info.metadata.get(f"{info.architecture}.context_length")
             ctx_size = min(DEFAULT_CTX, int(trained)) if isinstance(trained, int) and trained > 0 else DEFAULT_CTX
         embedding = plan.get("task") == "embeddings"

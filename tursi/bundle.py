@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from converters import cache
 from tursi.errors import BundleTooLarge, DigestMismatch, UnsafeBundle
 
 INDEX = "tursi-bundle.json"
@@ -33,7 +34,8 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 CHUNK = 1 << 20
 MAX_INDEX_BYTES = 1 << 20
-MAX_MANIFEST_BYTES = 4 << 20
+MAX_MANIFEST_BYTES = cache.MAX_MANIFEST_BYTES
+MAX_EXTENDED_HEADER = 64 << 10  # a PAX or GNU long-name header; tarfile reads it whole
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,12 @@ class BundleInfo:
     @property
     def size_bytes(self) -> int:
         return sum(int(f["size"]) for f in self.files.values())
+
+
+def local_key(bundle_key: str) -> str:
+    """Where a loaded bundle lives in the cache. Conversion keys hash (source, plan, tools); this hashes the
+    bundle's own key in a namespace of its own, so a bundle can never name an artifact a conversion would reuse."""
+    return hashlib.sha256(f"tursi-bundle:{bundle_key}".encode()).hexdigest()[:32]
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -194,6 +202,10 @@ def _parse_files(listed: Any, caps: Caps) -> dict[str, dict[str, Any]]:
         files[path] = {"size": size, "sha256": digest}
     if "manifest.json" not in files:
         raise UnsafeBundle(f"{INDEX}: the artifact has no manifest.json")
+    folders = {parent.as_posix() for path in files for parent in PurePosixPath(path).parents}
+    both = sorted(folders & set(files))
+    if both:
+        raise UnsafeBundle(f"{INDEX}: {both[0]} is listed both as a file and as a folder")
     total = sum(f["size"] for f in files.values())
     if total > caps.total_bytes:
         raise BundleTooLarge(f"the bundle holds {total} bytes; the cap is {caps.total_bytes}")
@@ -215,6 +227,91 @@ def _damage_is_unsafe() -> Iterator[None]:
         yield
     except tarfile.TarError as e:
         raise UnsafeBundle(f"the archive is damaged or truncated: {e}") from None
+
+
+_EXTENDED = {
+    b"x": "PAX header",
+    b"X": "PAX header",
+    b"g": "PAX global header",
+    b"L": "GNU long name",
+    b"K": "GNU long link name",
+}
+
+
+def _tar_number(field: bytes) -> int:
+    """A ustar numeric field: octal text, or GNU base-256 (first byte 0x80) for large sizes."""
+    if field[:1] == b"\x80":
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text or b"0", 8)
+    except ValueError:
+        raise UnsafeBundle("the archive has a header with a malformed number") from None
+
+
+def _header_ok(block: bytes) -> bool:
+    """The ustar checksum, computed as tarfile does (unsigned or signed); a bad one ends the archive there."""
+    try:
+        stored = int(block[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
+    except ValueError:
+        return False
+    summed = block[:148] + b"        " + block[156:]
+    return stored in (sum(summed), sum(b - 256 if b > 127 else b for b in summed))
+
+
+def _pax_size(data: bytes) -> int | None:
+    """The 'size' record of a PAX header (it overrides the next member's ustar size), else None."""
+    size, pos = None, 0
+    while pos < len(data) and data[pos : pos + 1] != b"\0":
+        length_text, _, _ = data[pos : pos + 24].partition(b" ")
+        length = int(length_text) if length_text.isdigit() else 0
+        record = data[pos : pos + length]
+        if length <= len(length_text) + 1 or not record.endswith(b"\n") or b"=" not in record:
+            raise UnsafeBundle("the archive has a malformed PAX header")
+        key, _, value = record[len(length_text) + 1 : -1].partition(b"=")
+        if key == b"size":
+            if not value.isdigit():
+                raise UnsafeBundle("the archive has a malformed PAX size")
+            size = int(value)
+        pos += length
+    return size
+
+
+def _skip_data(kind: bytes, size: int) -> int:
+    """Bytes of member data after a header, as tarfile counts them (none for links, folders and devices)."""
+    if kind == tarfile.GNUTYPE_SPARSE:
+        raise UnsafeBundle("the archive holds a sparse member: bundles hold regular files only")
+    if kind in tarfile.REGULAR_TYPES or kind in _EXTENDED or kind not in tarfile.SUPPORTED_TYPES:
+        return size + (-size % tarfile.BLOCKSIZE)
+    return 0
+
+
+def scan_headers(path: Path, max_headers: int) -> None:
+    """Walk the archive's header blocks before tarfile sees them: tarfile reads a PAX or GNU long-name header
+    whole into memory (a header declaring 300 MiB costs 600 MiB), so each is refused over MAX_EXTENDED_HEADER.
+    Stops where tarfile would (a zero, short or invalid block); everything else is left to verify()."""
+    offset, count, pending = 0, 0, None
+    with path.open("rb") as fh:
+        while True:
+            fh.seek(offset)
+            block = fh.read(tarfile.BLOCKSIZE)
+            if len(block) < tarfile.BLOCKSIZE or not _header_ok(block):
+                return
+            count += 1
+            if count > max_headers:
+                raise BundleTooLarge(f"the archive has more than {max_headers} headers")
+            kind, size = block[156:157], _tar_number(block[124:136])
+            if kind in _EXTENDED:
+                if size > MAX_EXTENDED_HEADER:
+                    raise UnsafeBundle(f"a {_EXTENDED[kind]} of {size} bytes (the cap is {MAX_EXTENDED_HEADER})")
+                if kind in (b"x", b"X", b"g"):
+                    pax = _pax_size(fh.read(size))
+                    if pax is not None and kind == b"g":
+                        raise UnsafeBundle("a PAX global header may not set sizes")
+                    pending = pax if pax is not None else pending
+            elif pending is not None:
+                size, pending = pending, None
+            offset += tarfile.BLOCKSIZE + _skip_data(kind, size)
 
 
 def _open(path: Path) -> tarfile.TarFile:
@@ -251,10 +348,16 @@ def _hash_member(tar: tarfile.TarFile, member: tarfile.TarInfo, sink: io.RawIOBa
     return h.hexdigest(), bytes(kept)
 
 
+def max_headers(caps: Caps) -> int:
+    """Header blocks a bundle may have: each file and the index, each with a PAX and a GNU long-name header."""
+    return 3 * (caps.files + 2)
+
+
 def verify(path: Path, caps: Caps = Caps()) -> BundleInfo:
     """Check a bundle end to end without writing anything. Raises UnsafeBundle, DigestMismatch, BundleTooLarge."""
     if path.stat().st_size > caps.total_bytes + MAX_INDEX_BYTES + (caps.files + 2) * 3 * tarfile.BLOCKSIZE:
         raise BundleTooLarge(f"the bundle is {path.stat().st_size} bytes; the cap is {caps.total_bytes}")
+    scan_headers(path, max_headers(caps))
     with _open(path) as tar, _damage_is_unsafe():
         members = _members(tar)
         first = next(members, None)
@@ -266,7 +369,7 @@ def verify(path: Path, caps: Caps = Caps()) -> BundleInfo:
         raw = tar.extractfile(first).read()  # type: ignore[union-attr]  # regular file: never None
         key, name, target, files = parse_index(raw, caps)
         manifest_raw = _check_members(tar, members, files)
-    return BundleInfo(key, name, target, files, _parse_manifest(manifest_raw))
+    return BundleInfo(key, name, target, files, _parse_manifest(manifest_raw, files))
 
 
 def _check_members(tar: tarfile.TarFile, members: Iterator[tarfile.TarInfo], files: dict[str, dict[str, Any]]) -> bytes:
@@ -296,25 +399,28 @@ def _check_members(tar: tarfile.TarFile, members: Iterator[tarfile.TarInfo], fil
     return manifest_raw
 
 
-def _parse_manifest(raw: bytes) -> dict[str, Any]:
+def _parse_manifest(raw: bytes, files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The artifact's manifest, checked as tursid and the worker will read it: every field's type, and every
+    file it names a plain relative path to a regular file the bundle holds."""
     if len(raw) > MAX_MANIFEST_BYTES:
         raise UnsafeBundle(f"manifest.json is over {MAX_MANIFEST_BYTES} bytes")
     try:
         manifest = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise UnsafeBundle("the artifact's manifest.json is not JSON") from None
-    plan = manifest.get("plan") if isinstance(manifest, dict) else None
-    if (
-        not isinstance(plan, dict)
-        or plan.get("format") not in ("onnx", "gguf")
-        or not isinstance(plan.get("task"), str)
-    ):
-        raise UnsafeBundle("the artifact's manifest.json has no usable plan (format onnx|gguf and a task)")
+    problem = cache.manifest_problem(manifest)
+    if problem:
+        raise UnsafeBundle(f"the artifact's manifest.json is not usable: {problem}")
+    for role, name in manifest.get("files", {}).items():
+        rel = safe_relpath(name)
+        if rel not in files:
+            raise UnsafeBundle(f"manifest.json files.{role} names {rel!r}, which the bundle does not hold")
     return manifest
 
 
 def extract(path: Path, info: BundleInfo, dest: Path) -> None:
     """Unpack a verified bundle into ``dest`` (an empty staging directory we made), digests checked again."""
+    scan_headers(path, max_headers(Caps(files=len(info.files))))
     with _open(path) as tar, _damage_is_unsafe():
         for member in _members(tar):
             if member.name == INDEX:

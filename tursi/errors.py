@@ -190,6 +190,19 @@ class HostNotAllowed(InvalidRequest):
     http_status = 421
 
 
+class UnsupportedMediaType(InvalidRequest):
+    code = "unsupported_media_type"
+    title = "The request body's Content-Type is not accepted here"
+    http_status = 415
+
+
+class CrossSiteRequest(TursiError):
+    code = "cross_site_request"
+    title = "A state-changing request from another site"
+    http_status = 403
+    exit_code = 77  # EX_NOPERM
+
+
 class DiskFull(TursiError):
     code = "insufficient_storage"
     title = "No space left on the device"
@@ -225,11 +238,29 @@ class TargetMismatch(TursiError):
     exit_code = 65
 
 
+class ArtifactConflict(TursiError):
+    code = "artifact_conflict"
+    title = "An artifact with this key already exists with other content"
+    http_status = 409
+    exit_code = 65
+
+
+class UnsupportedEncoding(InvalidRequest):
+    code = "unsupported_encoding"
+    title = "The upload must not be compressed in transit"
+    http_status = 415
+
+
 class TlsMismatch(TursiError):
     code = "tls_mismatch"
     title = "The daemon's TLS certificate is not the expected one"
     http_status = 495
     exit_code = 77
+
+
+class InsecureTransport(TlsMismatch):
+    code = "insecure_transport"
+    title = "Refusing to send a token without TLS"
 
 
 class InternalError(TursiError):

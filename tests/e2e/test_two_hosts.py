@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Env, wait_for
+from tursi.bundle import local_key
 
 pytestmark = pytest.mark.slow
 
@@ -130,13 +131,13 @@ def test_push_deploy_and_infer_across_a_veth(
 
         pushed = in_ns(ws, [*cli, "push", str(bundle)], ws_env, timeout=300)
         assert pushed.returncode == 0, pushed.stderr
-        assert f"as artifact {index['key'][:12]}" in pushed.stdout
+        assert f"as artifact {local_key(index['key'])[:12]}" in pushed.stdout
         up = in_ns(
             ws,
             [
                 *cli,
                 "up",
-                index["key"][:12],
+                local_key(index["key"])[:12],
                 "--name",
                 "minilm",
                 "--host",

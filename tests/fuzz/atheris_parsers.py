@@ -37,8 +37,10 @@ def _gguf_seed() -> bytes:
 
     kvs = s("general.architecture") + struct.pack("<I", 8) + s("llama")
     kvs += s("general.alignment") + struct.pack("<II", 4, 32)
+    kvs += s("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 2) + s("a") + s("b")  # a string array
+    kvs += s("x.nested") + struct.pack("<IIQ", 9, 9, 1) + struct.pack("<IQ", 0, 1) + b"\x07"  # an array of arrays
     infos = s("a") + struct.pack("<IQQIQ", 2, 4, 8, 0, 0) + s("b") + struct.pack("<IQQIQ", 2, 32, 2, 2, 128)
-    head = b"GGUF" + struct.pack("<IQQ", 3, 2, 2) + kvs + infos
+    head = b"GGUF" + struct.pack("<IQQ", 3, 2, 4) + kvs + infos
     return head + b"\0" * (-len(head) % 32) + b"\0" * (128 + 36)
 
 
@@ -78,7 +80,8 @@ def _varint(n: int) -> bytes:
 def _bundle_seed() -> bytes:
     art = SCRATCH / "seed-artifact"
     (art / "sub").mkdir(parents=True, exist_ok=True)
-    (art / "manifest.json").write_text(json.dumps({"plan": {"format": "onnx", "task": "embeddings"}}))
+    plan = {"format": "onnx", "task": "embeddings", "runtime": "onnxruntime", "quantization": "int8"}
+    (art / "manifest.json").write_text(json.dumps({"plan": plan}))
     (art / "model.onnx").write_bytes(bytes(range(256)) * 4)
     (art / "sub" / "tokenizer.json").write_text("{}")
     target = {"name": "x86-64-v3", "arch": "x86_64"}
@@ -88,6 +91,7 @@ def _bundle_seed() -> bytes:
 
 def _parse_gguf(path: Path) -> None:
     gguf_header.read_header(path)
+    gguf_header.read_header(path, keep_arrays=True)
 
 
 def _parse_safetensors(path: Path) -> None:

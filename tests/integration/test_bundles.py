@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import DaemonProc, Env
 from tests.integration.test_lifecycle import embed
+from tursi import bundle as tursi_bundle
 from tursi.errors import BundleTooLarge, DigestMismatch, UnsafeBundle, UnsafeModel
 
 TEXTS = ["a bundle moves a model", "from a workstation to a device"]
@@ -61,7 +62,7 @@ def test_build_load_up_on_another_daemon(env: Env, device_env: Env, built: tuple
 
     DaemonProc(device_env).start()
     loaded = device_env.cli("load", str(bundle), check=True)
-    key = index["key"]
+    key = tursi_bundle.local_key(index["key"])  # loaded artifacts live apart from what a conversion here would make
     assert f"as artifact {key[:12]}" in loaded.stdout
     again = device_env.cli("load", str(bundle), check=True)
     assert "already present" in again.stdout
@@ -78,6 +79,8 @@ def test_build_load_up_on_another_daemon(env: Env, device_env: Env, built: tuple
     with tarfile.open(saved) as tar:
         again_index = json.loads(tar.extractfile("tursi-bundle.json").read())  # type: ignore[union-attr]
     assert again_index["files"] == index["files"]
+    assert again_index["key"] == index["key"]  # it travels on under its bundle's key
+    assert "already present" in device_env.cli("load", str(saved), check=True).stdout
     # push needs a remote daemon
     push = device_env.cli("push", str(bundle))
     assert push.returncode == 64
@@ -85,7 +88,7 @@ def test_build_load_up_on_another_daemon(env: Env, device_env: Env, built: tuple
 
 
 def test_tampered_or_unsafe_bundles_are_refused_with_nothing_kept(
-    env: Env, device_env: Env, built: tuple[Path, np.ndarray], tmp_path: Path
+    env: Env, device_env: Env, built: tuple[Path, np.ndarray], tiny_bert: Path, tmp_path: Path
 ) -> None:
     bundle, _ = built
     DaemonProc(device_env).start()
@@ -130,6 +133,50 @@ def test_tampered_or_unsafe_bundles_are_refused_with_nothing_kept(
         client.upload("/v1/artifacts/load", io.BytesIO(b"not a tar at all" * 64), 1024)
     assert artifact_entries(device_env) == []
     assert device_env.client.healthy()  # tursid kept serving throughout
+    check_no_planting(device_env, bundle, tiny_bert, tmp_path)  # a tampered bundle that verifies: kept apart
+
+
+def planted_copy(bundle: Path, out: Path) -> Path:
+    """The bundle with other files under the same key, its digests fixed so that it verifies."""
+    with tarfile.open(bundle) as tar:
+        manifest = json.loads(tar.extractfile("artifact/manifest.json").read())  # type: ignore[union-attr]
+    manifest["source"]["reference"] = "planted\x1b]0;owned\x07\x1b[2J"
+    planted = json.dumps(manifest).encode()
+
+    def swap(m: tarfile.TarInfo, data: bytes):
+        if m.name == "tursi-bundle.json":
+            index = json.loads(data)
+            for f in index["files"]:
+                if f["path"] == "manifest.json":
+                    f["size"], f["sha256"] = len(planted), hashlib.sha256(planted).hexdigest()
+            data = json.dumps(index).encode()
+        elif m.name == "artifact/manifest.json":
+            data = planted
+        m.size = len(data)
+        yield m, data
+
+    rewrite(bundle, out, swap)
+    return out
+
+
+def check_no_planting(device_env: Env, bundle: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    """A bundle names its own key: one claiming the key `tursi up MODEL` computes loads apart from conversions,
+    so the up converts afresh instead of serving the loaded files; what the bundle says prints without escapes."""
+    with tarfile.open(bundle) as tar:
+        claimed = json.loads(tar.extractfile("tursi-bundle.json").read())["key"]  # type: ignore[union-attr]
+    planted = planted_copy(bundle, tmp_path / "planted.tursi")
+    with planted.open("rb") as fh:
+        loaded = device_env.client.upload("/v1/artifacts/load", fh, planted.stat().st_size)
+    up = device_env.cli("up", str(tiny_bert), "--target", "x86-64-v3", "--name", "fresh", check=True)
+    assert "using cached artifact" not in up.stderr  # converted here, not the planted files
+    dep = device_env.client.request("GET", "/v1/deployments/fresh")
+    assert dep["artifact_key"] == claimed  # the key the bundle claimed is the conversion's, and holds its own files
+    assert "planted" not in dep["manifest"]["source"]["reference"]
+    assert (loaded["key"], loaded["bundle_key"]) == (tursi_bundle.local_key(claimed), claimed)
+    images = device_env.cli("images", check=True)
+    assert "planted]0;owned" in images.stdout
+    assert "\x1b" not in images.stdout
+    assert "\x07" not in images.stdout
 
 
 def test_onnx_that_reads_outside_the_artifact_is_refused(

@@ -15,13 +15,14 @@ from tursi.errors import BundleTooLarge, DigestMismatch, UnsafeBundle
 
 KEY = "ab" * 16
 TARGET = {"name": "x86-64-v3", "arch": "x86_64", "features": ["avx2"]}
+PLAN = {"format": "onnx", "task": "embeddings", "runtime": "onnxruntime", "quantization": "int8"}
 
 
 @pytest.fixture
 def artifact(tmp_path: Path) -> Path:
     d = tmp_path / "art"
     (d / "sub").mkdir(parents=True)
-    (d / "manifest.json").write_text(json.dumps({"plan": {"format": "onnx", "task": "embeddings"}}))
+    (d / "manifest.json").write_text(json.dumps({"plan": PLAN, "files": {"model": "model.onnx"}}))
     (d / "model.onnx").write_bytes(bytes(range(256)) * 40)
     (d / "sub" / "tokenizer.json").write_text("{}")
     return d
@@ -169,3 +170,131 @@ def test_describe_refuses_links(artifact: Path) -> None:
     (artifact / "link").symlink_to(artifact / "model.onnx")
     with pytest.raises(UnsafeBundle, match="regular files"):
         bundle.describe(artifact)
+
+
+def gguf_artifact(tmp_path: Path, manifest: dict[str, Any]) -> Path:
+    d = tmp_path / "gguf-art"
+    d.mkdir()
+    (d / "model.gguf").write_bytes(b"GGUF" + bytes(100))
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    return d
+
+
+GGUF_PLAN = {"format": "gguf", "task": "chat", "runtime": "llama", "quantization": "Q4_0"}
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("/home/user/other.gguf", "absolute path"),  # any GGUF on the device
+        ("../../other.gguf", "leaves the bundle"),
+        ("sub/../model.gguf", "leaves the bundle"),
+        ("other.gguf", "does not hold"),  # not one of the bundle's files
+    ],
+)
+def test_manifest_file_paths_stay_inside_the_bundle(tmp_path: Path, model: str, message: str) -> None:
+    art = gguf_artifact(tmp_path, {"plan": GGUF_PLAN, "files": {"model": model}})
+    out = tmp_path / "x.tursi"
+    write(art, out)
+    with pytest.raises(UnsafeBundle, match=message):
+        bundle.verify(out)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        ({"source": "x"}, "source has the wrong type"),  # broke images/rmi/prune/save for every artifact
+        ({"source": {"reference": ["a"]}}, "source.reference"),
+        ({"quantization": 4}, "quantization has the wrong type"),
+        ({"size_bytes": "12"}, "size_bytes"),
+        ({"created_at": float("nan")}, "finite"),
+        ({"created_at": True}, "created_at"),
+        ({"files": {"model": 5}}, "files must map"),
+        ({"files": ["model.gguf"]}, "files has the wrong type"),
+        ({"tools": {"llama": 1}}, "tools must map"),
+        ({"plan": {**GGUF_PLAN, "runtime": "onnxruntime"}}, "plan.runtime"),
+        ({"plan": {**GGUF_PLAN, "quantization": None}}, "plan.quantization"),
+        ({"plan": {**GGUF_PLAN, "task": "shell"}}, "plan.task"),
+        ({"plan": {**GGUF_PLAN, "params": {"hardware_target": 7}}}, "hardware_target"),
+        ({"plan": {**GGUF_PLAN, "params": []}}, "plan.params"),
+        ({"files": {}}, "files.model"),  # a gguf artifact must name its model file
+    ],
+)
+def test_manifest_schema_is_checked_at_load(tmp_path: Path, manifest: dict[str, Any], message: str) -> None:
+    art = gguf_artifact(tmp_path, {"plan": GGUF_PLAN, "files": {"model": "model.gguf"}, **manifest})
+    out = tmp_path / "x.tursi"
+    write(art, out)
+    with pytest.raises(UnsafeBundle, match=message):
+        bundle.verify(out)
+
+
+def test_a_path_listed_as_file_and_folder_is_refused_before_unpacking(tmp_path: Path, artifact: Path) -> None:
+    """`a` and `a/b` both listed: verify() passed, then extract() failed half-way (a 500)."""
+
+    def both(index: dict[str, Any]) -> None:
+        index["files"] += [{"path": "a", "size": 1, "sha256": SHA_X}, {"path": "a/b", "size": 1, "sha256": SHA_X}]
+
+    members = [*good_members(artifact, both), reg("artifact/a", b"x"), reg("artifact/a/b", b"x")]
+    path = craft(tmp_path / "both.tursi", members)
+    with pytest.raises(UnsafeBundle, match="both as a file and as a folder"):
+        bundle.verify(path)
+
+
+SHA_X = "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"  # sha256(b"x")
+
+
+@pytest.mark.parametrize("kind", [tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK])
+def test_a_huge_extended_header_is_refused_without_reading_it(tmp_path: Path, kind: bytes) -> None:
+    """tarfile reads a PAX or GNU long-name header whole: one declaring 300 MiB cost 600 MiB before any check."""
+    import tracemalloc
+
+    header = tarfile.TarInfo("././@LongHeader")
+    header.type, header.size = kind, 300 << 20
+    path = tmp_path / "huge.tursi"
+    with path.open("wb") as fh:
+        fh.write(header.tobuf(tarfile.USTAR_FORMAT))
+        fh.truncate(512 + (300 << 20) + 1024)  # sparse: no disk used, but tarfile would read it all
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafeBundle) as refused:
+            bundle.verify(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak  # was over 300 MiB: the header was read whole before anything looked at it
+    assert "the cap is 65536" in str(refused.value)
+
+
+def _member(name: str, data: bytes) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info.tobuf(tarfile.PAX_FORMAT) + data + bytes(-len(data) % tarfile.BLOCKSIZE)
+
+
+def _pax_sized(name: str, data: bytes) -> bytes:
+    """A member whose size is only in its PAX record (its ustar size field says 0), as for files over 8 GiB."""
+    info = tarfile.TarInfo(name)
+    info.size, info.pax_headers = len(data), {"size": str(len(data))}
+    buf = bytearray(info.tobuf(tarfile.PAX_FORMAT))
+    ustar = len(buf) - tarfile.BLOCKSIZE
+    buf[ustar + 124 : ustar + 136] = b"00000000000\0"
+    buf[ustar + 148 : ustar + 156] = b" " * 8
+    buf[ustar + 148 : ustar + 156] = b"%06o\0 " % sum(buf[ustar:])
+    return bytes(buf) + data + bytes(-len(data) % tarfile.BLOCKSIZE)
+
+
+def test_a_pax_size_record_is_followed_by_the_scan(artifact: Path, tmp_path: Path) -> None:
+    """The header scan takes a member's size from its PAX record, as tarfile does: model data that looks like a
+    huge extended header is data, not a header to refuse."""
+    decoy = tarfile.TarInfo("decoy")
+    decoy.type, decoy.size = tarfile.XHDTYPE, 1 << 30
+    (artifact / "model.onnx").write_bytes(decoy.tobuf(tarfile.USTAR_FORMAT) + bytes(100))
+    files = bundle.describe(artifact)
+    index = json.dumps(bundle.make_index(KEY, "tiny", TARGET, files)).encode()
+    parts = [_member(bundle.INDEX, index)]
+    for rel in sorted(files):
+        pack = _pax_sized if rel == "model.onnx" else _member
+        parts.append(pack("artifact/" + rel, (artifact / rel).read_bytes()))
+    path = tmp_path / "pax.tursi"
+    path.write_bytes(b"".join(parts) + bytes(2 * tarfile.BLOCKSIZE))
+    assert bundle.verify(path).files["model.onnx"]["size"] == 612

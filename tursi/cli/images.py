@@ -25,16 +25,18 @@ def images_cmd(cli: CliContext, fmt: str) -> None:
     rows = [
         [
             a["key"][:12],
-            a["source"],
+            f"DAMAGED: {a['damaged']}" if a.get("damaged") else a["source"],
             a["format"],
             a["quantization"],
             render.human_size(a["size_bytes"]),
-            f"{render.human_duration(now - (a['created_at'] or now))} ago",
+            f"{render.human_duration(now - (a['created_at'] or now))} ago" if a["created_at"] else "-",
             ", ".join(a["used_by"]) or "-",
         ]
         for a in arts
     ]
     render.out(render.table(HEADERS, rows))
+    if any(a.get("damaged") for a in arts):
+        render.out("damaged artifacts cannot be deployed or saved: `tursi rmi KEY` removes one", err=True)
 
 
 @click.command("rmi")

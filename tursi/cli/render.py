@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+# C0 controls but tab and newline, DEL, C1 controls (0x9b is a one-byte CSI) and the bidi overrides that reorder
+# what a terminal shows: text from the daemon, manifests and bundles must not drive the user's terminal.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
-def out(text: str = "", *, err: bool = False) -> None:
+
+def clean(text: str) -> str:
+    """``text`` with terminal control characters removed."""
+    return _CONTROLS.sub("", text)
+
+
+def out(text: str = "", *, err: bool = False, clear: bool = False) -> None:
+    """Print one line (control characters removed); ``clear`` first clears a terminal (our own escape, not data)."""
     stream = sys.stderr if err else sys.stdout
-    stream.write(text + "\n")
+    stream.write((CLEAR_SCREEN if clear else "") + clean(text) + "\n")
     stream.flush()
 
 
 def write_raw(data: bytes) -> None:
-    sys.stdout.buffer.write(data)
+    """Log bytes as they are, less terminal control characters (a request line in a log must not drive a TTY)."""
+    text = data.decode("utf-8", "surrogateescape")
+    sys.stdout.buffer.write(clean(text).encode("utf-8", "surrogateescape"))
     sys.stdout.buffer.flush()
 
 
@@ -26,7 +40,7 @@ def as_json(value: Any) -> None:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    cells = [[clean(str(c)) for c in headers]] + [["" if c is None else clean(str(c)) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["   ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in cells]
     return "\n".join(lines)
@@ -95,9 +109,9 @@ class Progress:
     def stage(self, text: str) -> None:
         with self._lock:
             self._finish_locked()
-            self.current, self.started = text, time.monotonic()
+            self.current, self.started = clean(text), time.monotonic()
             if not self.tty:
-                self.stream.write(f"{text} ...\n")
+                self.stream.write(f"{self.current} ...\n")
                 self.stream.flush()
 
     def _finish_locked(self, mark: str = "done") -> None:
@@ -121,10 +135,10 @@ class Transfer:
     def __init__(self, label: str, total: int, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
-        self.label, self.total, self.done = label, total, 0
+        self.label, self.total, self.done = clean(label), total, 0
         self.started = self.last = time.monotonic()
         if not self.tty:
-            self.stream.write(f"{label} ({human_size(total) if total >= 0 else 'unknown size'}) ...\n")
+            self.stream.write(f"{self.label} ({human_size(total) if total >= 0 else 'unknown size'}) ...\n")
             self.stream.flush()
 
     def advance(self, n: int) -> None:

@@ -69,7 +69,7 @@ def stats_cmd(cli: CliContext, no_stream: bool, fmt: str) -> None:
         if fmt == "json":
             render.out(json.dumps(snap, sort_keys=True))
         elif tty:
-            render.out("\x1b[H\x1b[2J" + format_snapshot(snap))
+            render.out(format_snapshot(snap), clear=True)
         else:
             render.out(format_snapshot(snap) + "\n")
 
