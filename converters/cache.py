@@ -148,9 +148,15 @@ def publish(staging: Path, artifacts_dir: Path, key: str) -> Path:
     try:
         os.rename(staging, final)
     except OSError:
-        if lookup(artifacts_dir, key) is None:
+        if lookup(artifacts_dir, key) is not None:  # a complete one is there: keep it
+            shutil.rmtree(staging, ignore_errors=True)
+        elif final.is_dir() and not final.is_symlink():  # a damaged entry: this fresh one replaces it
+            aside = Path(tempfile.mkdtemp(prefix=f".tmp-damaged-{key[:12]}-", dir=artifacts_dir))
+            os.rename(final, aside / "old")
+            os.rename(staging, final)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
             raise
-        shutil.rmtree(staging, ignore_errors=True)
     _fsync_dir(artifacts_dir)
     return final
 

@@ -298,3 +298,27 @@ def test_a_pax_size_record_is_followed_by_the_scan(artifact: Path, tmp_path: Pat
     path = tmp_path / "pax.tursi"
     path.write_bytes(b"".join(parts) + bytes(2 * tarfile.BLOCKSIZE))
     assert bundle.verify(path).files["model.onnx"]["size"] == 612
+
+
+def test_a_conversion_replaces_a_damaged_entry_under_its_key(tmp_path: Path) -> None:
+    """A damaged cache entry (here: a manifest of the wrong shape) must not make every later conversion of that
+    model fail at publish: the fresh, complete artifact takes its place; a complete one already there is kept."""
+    from converters import cache
+
+    key = "ab" * 16
+    damaged = tmp_path / key
+    damaged.mkdir()
+    (damaged / cache.MANIFEST).write_text('{"source": "x"}')
+    staging = cache.make_staging(tmp_path, key)
+    (staging / "model.gguf").write_bytes(b"GGUF")
+    good = {
+        "source": {"reference": "m", "path": "/m", "digest": "sha256:" + "0" * 64, "size_bytes": 4},
+        "plan": {"task": "chat", "format": "gguf", "runtime": "llama", "quantization": "Q4_0"},
+        "files": {"model": "model.gguf"},
+    }
+    (staging / cache.MANIFEST).write_text(json.dumps(good))
+    assert cache.manifest_problem(good) is None
+    final = cache.publish(staging, tmp_path, key)
+    assert cache.lookup(tmp_path, key) is not None
+    assert (final / "model.gguf").read_bytes() == b"GGUF"
+    assert not list(tmp_path.glob(".tmp-*"))
