@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import ipaddress
 import json
 import os
 import socket
@@ -15,12 +16,19 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlparse
 
-from tursi.errors import DaemonUnavailable, InternalError, TlsMismatch, TursiError, error_for_code
+from tursi.errors import (
+    DaemonUnavailable,
+    InsecureTransport,
+    InternalError,
+    TlsMismatch,
+    TursiError,
+    error_for_code,
+)
 from tursi.settings import Settings
 
 
@@ -58,6 +66,15 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
                 f"not the pinned sha256:{self.fingerprint}",
                 hint="check TURSI_TLS_FINGERPRINT (tursid prints its fingerprint at start)",
             )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def normalize_fingerprint(value: str) -> str:
@@ -111,6 +128,15 @@ class ControlClient:
         else:
             raise DaemonUnavailable(f"unsupported daemon address {url!r}: use unix:///path or http(s)://host:port")
 
+    def _refuse_plain_text_token(self) -> None:
+        """The token goes in clear over http:// only to this machine: anyone on the path could read it."""
+        host = (urlparse(self.url).hostname or "").lower()
+        if self.scheme == "http" and not _is_loopback(host):
+            raise InsecureTransport(
+                f"refusing to send the control token to {self.url} over plain http://",
+                hint="use https:// (tursid --listen serves TLS) with TURSI_TLS_FINGERPRINT, or an SSH tunnel",
+            )
+
     def _conn(self, timeout: float | None) -> http.client.HTTPConnection:
         if self.scheme == "unix":
             return _UnixConnection(self.socket_path, timeout)
@@ -133,10 +159,11 @@ class ControlClient:
     ) -> http.client.HTTPResponse:
         if query:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
-        conn = self._conn(timeout if timeout is not None else self.timeout)
         headers = {"Accept": "application/json"}
         if self.token and self.scheme != "unix":
+            self._refuse_plain_text_token()  # before any connection is made
             headers["Authorization"] = f"Bearer {self.token}"
+        conn = self._conn(timeout if timeout is not None else self.timeout)
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -249,8 +276,8 @@ def connect(settings: Settings, override: str | None = None) -> ControlClient:
 
 def start_daemon(settings: Settings) -> None:
     settings.ensure_dirs()
-    log = Path(settings.daemon_log).open("ab")
-    env = {**os.environ, "TURSI_HOME": str(settings.home)}
+    log = Path(settings.daemon_log).open("ab")  # O_APPEND: tursid rotates it by copy and truncate
+    env = {**daemon_env(os.environ), "TURSI_HOME": str(settings.home)}
     subprocess.Popen(
         [sys.executable, "-m", "tursi.daemon"],
         stdin=subprocess.DEVNULL,
@@ -261,3 +288,25 @@ def start_daemon(settings: Settings) -> None:
         close_fds=True,
     )
     log.close()
+
+
+# What an autostarted tursid inherits from the CLI's shell: what it and its workers and converters need to run,
+# find Python and the models, and download from the hub, not the shell's secrets (other tools' tokens and keys).
+_DAEMON_ENV = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "VIRTUAL_ENV", "LD_LIBRARY_PATH"}
+    | {"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "CUDA_VISIBLE_DEVICES"}
+    | {"HUGGING_FACE_HUB_TOKEN", "OMP_NUM_THREADS"}
+    | {f"{name}_PROXY" for name in ("HTTP", "HTTPS", "ALL", "NO")}
+    | {f"{name}_proxy" for name in ("http", "https", "all", "no")}
+)
+_DAEMON_ENV_PREFIXES = ("LC_", "XDG_", "HF_", "PYTHON", "TURSI_")
+_CLIENT_ONLY = frozenset({"TURSI_TOKEN", "TURSI_HOST", "TURSI_TLS_CA", "TURSI_TLS_FINGERPRINT"})  # the CLI's own
+
+
+def daemon_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of the CLI's environment an autostarted tursid gets (never TURSI_TOKEN: it is for a remote daemon)."""
+    return {
+        k: v
+        for k, v in environ.items()
+        if (k in _DAEMON_ENV or k.startswith(_DAEMON_ENV_PREFIXES)) and k not in _CLIENT_ONLY
+    }

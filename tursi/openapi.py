@@ -25,6 +25,7 @@ PROBLEM = {
 NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
 KEY = {"type": "string", "pattern": "^[0-9a-f]{4,32}$"}
 OBJ: dict[str, Any] = {"type": "object"}
+UPLOAD_TYPES = ("application/x-tar", "application/octet-stream")  # what tursi.guards accepts on a bundle upload
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +161,7 @@ def control() -> dict[str, Any]:
                 "post": _op(
                     "Import a .tursi bundle",
                     _json(OBJ),
-                    {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                    {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in UPLOAD_TYPES}},
                     params=[_query("force", {"enum": ["0", "1"]})],
                 ),
             },

@@ -59,6 +59,7 @@ def test_tcp_control_with_tls_and_token(env: Env) -> None:
             ControlClient(url, token=token, tls_fingerprint="sha256:" + "0" * 64).request("GET", "/v1/system")
         with pytest.raises(DaemonUnavailable):  # plain HTTP to the TLS port
             ControlClient(f"http://127.0.0.1:{port}", token=token).request("GET", "/v1/system")
+        _context_keeps_its_own_token(env, url, token, fingerprint)  # before the failures counted below
         wrong = subprocess.run([*CLI, "ps"], env={**remote, "TURSI_TOKEN": "nope"}, capture_output=True, text=True)
         assert wrong.returncode == 77
         assert "needs its token" in wrong.stderr
@@ -84,6 +85,16 @@ def test_tcp_control_with_tls_and_token(env: Env) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _context_keeps_its_own_token(env: Env, url: str, token: str, fingerprint: str) -> None:
+    """TURSI_TOKEN is for the daemon TURSI_HOST/--daemon names: a context's daemon gets the context's own token."""
+    mine = {**env.vars, "XDG_CONFIG_HOME": str(env.home.parent / "config"), "TURSI_TOKEN": "tct_for_another_daemon"}
+    for args in (["create", "pi", "--host", url, "--token", token, "--tls-fingerprint", fingerprint], ["use", "pi"]):
+        subprocess.run([*CLI, "context", *args], env=mine, capture_output=True, check=True)
+    ps = subprocess.run([*CLI, "ps"], env=mine, capture_output=True, text=True)
+    assert ps.returncode == 0, ps.stderr  # not 77: the stray TURSI_TOKEN did not replace the context's token
+    assert ps.stdout.startswith("NAME")
 
 
 @pytest.mark.parametrize(
@@ -151,7 +162,16 @@ def test_tls_listener_has_a_handshake_deadline_and_a_connection_cap(env: Env) ->
     port = free_port()
     proc, log = start_tcp_daemon(env, "--listen", f"127.0.0.1:{port}")
     try:
-        said(log, "TLS certificate ")
+        said(log, "TLS certificate ")  # printed before the listener is up: wait until it accepts
+
+        def accepts() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(accepts, timeout=30)
         silent = socket.create_connection(("127.0.0.1", port), timeout=10)  # never starts TLS
         t0 = time.monotonic()
         assert silent.recv(100) == b""  # dropped by the handshake deadline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import click
 
@@ -25,15 +26,21 @@ class CliContext:
             if url is None and settings.host is None:
                 ctx = ContextStore(config_path(os.environ)).current()
                 if ctx is not None:  # --daemon and TURSI_HOST win over the current context
-                    url = ctx["host"]
-                    settings = replace(
-                        settings,
-                        token=settings.token or ctx.get("token"),
-                        tls_ca=settings.tls_ca or ctx.get("tls_ca"),
-                        tls_fingerprint=settings.tls_fingerprint or ctx.get("tls_fingerprint"),
-                    )
+                    url, settings = ctx["host"], for_context(settings, ctx)
             self._client = connect(settings, url)
         return self._client
+
+
+def for_context(settings: Settings, ctx: dict[str, Any]) -> Settings:
+    """Settings for a context's daemon: its own token, never TURSI_TOKEN (meant for the daemon that
+    TURSI_HOST or --daemon names, it must not reach whichever daemon a context points at); its own TLS trust,
+    else TURSI_TLS_FINGERPRINT / TURSI_TLS_CA."""
+    return replace(
+        settings,
+        token=ctx.get("token") or None,
+        tls_ca=ctx.get("tls_ca") or settings.tls_ca,
+        tls_fingerprint=ctx.get("tls_fingerprint") or settings.tls_fingerprint,
+    )
 
 
 pass_cli = click.make_pass_decorator(CliContext)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,6 +13,7 @@ from tursi.cli.context import CliContext, pass_cli
 from tursi.cli.transfer import send_bundle
 from tursi.client import problem_to_error
 from tursi.errors import DaemonUnavailable
+from tursi.refs import ALIASES
 
 
 @click.command("up")
@@ -157,6 +159,7 @@ def up_cmd(
         "restart_on_unhealthy": restart_on_unhealthy,
         "api_key": api_key,
     }
+    body["model"] = model = local_reference(model)
     if model.endswith(".tursi") and os.path.isfile(model):  # a bundle: load it, then deploy what it holds
         loaded = send_bundle(cli, model, force=False)
         body["model"] = loaded["key"]
@@ -164,8 +167,23 @@ def up_cmd(
     event = follow(cli, "/v1/deployments", {k: v for k, v in body.items() if v is not None}, "ready")
     dep = event["deployment"]
     render.out(f"{dep['name']} is ready: {dep['endpoint']}")
+    for warning in dep.get("warnings") or ():
+        render.out(f"WARNING: {warning}", err=True)
     if event.get("api_key"):
         render.out(f"API key (shown once, store it now): {event['api_key']}")
+
+
+def local_reference(model: str) -> str:
+    """A reference naming a file or folder that exists here, made absolute: tursid resolves paths against its
+    own working directory, not this shell's. Aliases win over a folder of the same name, as in tursid; anything
+    else (a hub id, an artifact key) is sent as typed."""
+    if model.strip().lower() in ALIASES:
+        return model
+    try:
+        path = Path(model).expanduser()
+        return os.path.abspath(path) if path.exists() else model  # lexical: a link keeps its own name
+    except (RuntimeError, ValueError, OSError):  # an unknown ~user, a name too long: not a local path
+        return model
 
 
 def follow(cli: CliContext, path: str, body: dict[str, Any], final: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from tursi.daemon.memory import release_free_memory
 from tursi.daemon.remote import TokenGuard, token_middleware
 from tursi.daemon.sampler import Sampler
 from tursi.daemon.supervisor import Supervisor
-from tursi.guards import guard_middleware, is_loopback_bind
+from tursi.guards import guard_middleware, is_loopback_bind, same_origin_middleware
 from tursi.hardware import detect_cached
 from tursi.problem import problem_middleware
 from tursi.settings import Settings
@@ -43,10 +43,15 @@ async def _trim_loop(every_s: float = 30.0) -> None:
 
 
 MAX_BODY = 1024 * 1024  # control requests are small; bundles stream past this on their own route
+UPLOADS = frozenset({"/v1/artifacts/load"})  # bodies that are a tar (a bundle), not JSON
 
 
 def build_app(daemon: Daemon, require_token: bool = True, loopback_only: bool = True) -> web.Application:
-    middlewares = [problem_middleware, guard_middleware(MAX_BODY, loopback_only)]
+    middlewares = [
+        problem_middleware,
+        guard_middleware(MAX_BODY, loopback_only),
+        same_origin_middleware(uploads=UPLOADS),
+    ]
     if require_token:  # TCP requests need the token; the Unix socket's 0600 mode is its own check
         middlewares.append(token_middleware(TokenGuard(daemon.settings.home)))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
@@ -66,7 +71,7 @@ def build_app(daemon: Daemon, require_token: bool = True, loopback_only: bool = 
         await daemon.sampler.start()
         s = daemon.settings
         app[_ROTATION] = loop.create_task(
-            rotation_loop(s.logs_dir, s.log_max_bytes, s.log_files, max(1.0, s.sample_interval_s))
+            rotation_loop(s.logs_dir, s.log_max_bytes, s.log_files, max(1.0, s.sample_interval_s), (s.daemon_log,))
         )
         app[_TRIM] = loop.create_task(_trim_loop())
 

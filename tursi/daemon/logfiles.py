@@ -102,9 +102,12 @@ def remove_all(path: Path, keep: int) -> None:
         f.unlink(missing_ok=True)
 
 
-async def rotation_loop(logs_dir: Path, max_bytes: int, keep: int, interval_s: float) -> None:
+async def rotation_loop(
+    logs_dir: Path, max_bytes: int, keep: int, interval_s: float, also: tuple[Path, ...] = ()
+) -> None:
+    """Rotates every deployment log, and ``also`` (tursid's own log when the CLI started it), forever."""
     while True:
-        for f in logs_dir.glob("*.log"):
+        for f in [*logs_dir.glob("*.log"), *also]:
             try:
                 if rotate(f, max_bytes, keep):
                     log.info("rotated %s", f.name)

@@ -9,6 +9,7 @@ import os
 import socket
 import ssl
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -38,7 +39,7 @@ def ensure_self_signed(tls_dir: Path, listen_host: str) -> tuple[Path, Path, boo
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     cert_path, key_path = tls_dir / CERT, tls_dir / KEY
     if cert_path.is_file() and key_path.is_file():
@@ -60,7 +61,10 @@ def ensure_self_signed(tls_dir: Path, listen_host: str) -> tuple[Path, Path, boo
             x509.SubjectAlternativeName([*(x509.DNSName(n) for n in dns), *(x509.IPAddress(ip) for ip in ips)]),
             critical=False,
         )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)  # a server, never a CA
+        .add_extension(_server_key_usage(x509), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     key_bytes = key.private_bytes(
@@ -69,6 +73,21 @@ def ensure_self_signed(tls_dir: Path, listen_host: str) -> tuple[Path, Path, boo
     _write_private(key_path, key_bytes)
     _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     return cert_path, key_path, True
+
+
+def _server_key_usage(x509: Any) -> Any:
+    """An ECDSA TLS server key signs handshakes (digitalSignature) and nothing else: no certificates, no CRLs."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -11,7 +11,7 @@ import time
 from aiohttp import web
 
 from tursi.errors import NotReady
-from tursi.guards import guard_middleware
+from tursi.guards import guard_middleware, same_origin_middleware
 from tursi.problem import problem_middleware
 from tursi.worker import embeddings, generation, tasks
 from tursi.worker.limits import add_rate_headers, api_key_middleware, rate_limit_middleware
@@ -99,6 +99,7 @@ def build_app(state: WorkerState, loopback_only: bool = False) -> web.Applicatio
         middlewares=[
             problem_middleware,
             guard_middleware(MAX_BODY, loopback_only),
+            same_origin_middleware(),
             api_key_middleware,
             rate_limit_middleware,
         ],
