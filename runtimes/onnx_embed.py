@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
+
+from tursi.errors import InvalidRequest
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class OnnxEmbedder:
@@ -50,13 +55,33 @@ class OnnxEmbedder:
     def count_tokens(self, texts: list[str]) -> list[int]:
         self.tokenizer.no_truncation()
         try:
-            return [len(e.ids) for e in self.tokenizer.encode_batch(texts)]
+            return [len(e.ids) for e in self.encode(texts)]
         finally:
             self.tokenizer.enable_truncation(max_length=int(self.pooling["max_seq_length"]))
 
+    def encode(self, texts: list[str]) -> list[Any]:
+        """The tokenizer's encodings of ``texts``. A text it cannot take (a lone surrogate, which UTF-8 cannot
+        carry) is the caller's InvalidRequest naming that text's index, never a crash of the whole call."""
+        try:
+            return self.tokenizer.encode_batch(texts)
+        except Exception as batch_error:
+            for i, text in enumerate(texts):
+                found = _LONE_SURROGATE.search(text)
+                if found is not None:
+                    raise InvalidRequest(
+                        f"input {i} has a lone surrogate (U+{ord(found.group()):04X} at character {found.start()}); "
+                        "text must be valid Unicode",
+                        param="input",
+                    ) from None
+                try:
+                    self.tokenizer.encode(text)
+                except Exception as e:  # noqa: BLE001 - whatever the tokenizer says, this text is what it refuses
+                    raise InvalidRequest(f"input {i} cannot be tokenized: {e}", param="input") from None
+            raise batch_error  # no text fails alone: not the input's fault
+
     def run(self, texts: list[str]) -> tuple[Any, Any, list[Any]]:
         """(first output, attention mask, encodings) for a batch of texts, padded to the longest."""
-        encodings = self.tokenizer.encode_batch(texts)
+        encodings = self.encode(texts)
         out, mask = self._forward(encodings)
         return out, mask, encodings
 
@@ -87,7 +112,7 @@ class OnnxEmbedder:
         """
         import numpy as np
 
-        encodings = self.tokenizer.encode_batch(texts)
+        encodings = self.encode(texts)
         counts = [len(e.ids) for e in encodings]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for group in length_groups(counts, max_batch):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from runtimes.onnx_embed import OnnxEmbedder
+from tursi.errors import InvalidRequest
 
 
 def _softmax(x: Any) -> Any:
@@ -69,8 +70,12 @@ class OnnxFillMask(OnnxEmbedder):
         rows = []
         for i, enc in enumerate(encodings):
             positions = [j for j, t in enumerate(enc.ids) if t == self.mask_id]
-            if not positions:
-                raise ValueError(f"input {i} has no {self.mask_token} token")
+            if not positions:  # the route checked the text: the mask is past the tokens the model reads
+                raise InvalidRequest(
+                    f"input {i} has no {self.mask_token} token within the first "
+                    f"{self.pooling['max_seq_length']} tokens the model reads",
+                    param="input",
+                )
             rows.append(np.asarray(logits[i, positions[0]]))
         return rows, int(mask.sum())
 

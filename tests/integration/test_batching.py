@@ -1,11 +1,13 @@
 """Dynamic batching in a real ONNX worker: concurrent requests share model runs, each caller still gets its own
-vectors and token usage; --max-batch 1 turns it off."""
+vectors and token usage; --max-batch 1 turns it off; one client's bad input fails no one else's request."""
 
 from __future__ import annotations
 
+import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
@@ -54,3 +56,44 @@ def test_max_batch_one_turns_batching_off(env: Env, daemon: DaemonProc, tiny_ber
     assert "tursi_batches_total" not in scrape(endpoint)
     bad = env.cli("up", str(tiny_bert), "--batch-wait-ms", "5000")
     assert bad.returncode == 2  # click refuses it before any request
+
+
+CLIENTS, ROUNDS = 8, 6
+# What JSON can escape but UTF-8 cannot carry, so no tokenizer can take it: a lone high, a lone low, half an emoji.
+UNTOKENIZABLE = ["\ud800", ["a fine text", "lone \udfff low"], "half an emoji: \ud83d!"]
+
+
+def test_one_client_in_eight_sending_untokenizable_text_fails_no_one_else(
+    env: Env, daemon: DaemonProc, tiny_bert: Path
+) -> None:
+    """Eight clients send together, round after round, to a batching worker (MiniLM's tokenizer); client 0 sends
+    text the tokenizer refuses. Every other request is answered 200 and each of client 0's gets a 400."""
+    endpoint = env.cli("up", str(tiny_bert), "--name", "mixed", check=True).stdout.split(": ", 1)[1].strip()
+    barrier = threading.Barrier(CLIENTS)
+
+    def client(c: int) -> list[tuple[int, dict[str, Any]]]:
+        answers = []
+        for r in range(ROUNDS):
+            texts = (
+                UNTOKENIZABLE[r % 3] if c == 0 else [f"client {c} round {r} " + "word " * ((c + r) % 9)] * (c % 3 + 1)
+            )
+            barrier.wait(timeout=60)
+            answers.append(post(endpoint + "/embeddings", {"input": texts}))
+        return answers
+
+    before = scrape(endpoint)
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        bad, *good = list(pool.map(client, range(CLIENTS)))
+    after = scrape(endpoint)
+    good_ok = sum(status == 200 and len(body["data"]) == c % 3 + 1 for c, g in enumerate(good, 1) for status, body in g)
+    bad_400 = sum((s, b.get("code"), b.get("param")) == (400, "invalid_request", "input") for s, b in bad)
+    runs = after["tursi_batches_total"] - before.get("tursi_batches_total", 0)
+    served = after["tursi_batched_requests_total"] - before.get("tursi_batched_requests_total", 0)
+    print(
+        f"{CLIENTS} clients x {ROUNDS} rounds: good {good_ok}/{len(good) * ROUNDS} answered 200, "
+        f"bad {bad_400}/{ROUNDS} answered 400 invalid_request; {served:.0f} requests in {runs:.0f} model runs; "
+        f"statuses seen: good {sorted({s for g in good for s, _ in g})}, bad {sorted({s for s, _ in bad})}"
+    )
+    assert good_ok == len(good) * ROUNDS
+    assert bad_400 == ROUNDS, bad
+    assert all("lone surrogate" in body["detail"] for _, body in bad)

@@ -96,3 +96,20 @@ def test_length_groups_limit_padding() -> None:
     assert sorted(i for g in groups for i in g) == list(range(7))
     assert [sorted(lengths[i] for i in g) for g in groups] == [[9, 10, 11, 12], [60], [280, 300]]
     assert [len(g) for g in length_groups([5] * 70, max_batch=32)] == [32, 32, 6]
+
+
+def test_a_failing_input_fails_only_its_own_request() -> None:
+    """The model raises for a whole call when one text is bad; the batch's other requests still get answers."""
+    model = SlowLengths(0.05)
+
+    async def main() -> list[Any]:
+        b = Batcher(model, ThreadPoolExecutor(1), max_batch=32, max_wait_s=0.0)
+        busy = asyncio.ensure_future(b.submit(["busy"]))
+        await asyncio.sleep(0.01)  # the model is working on "busy": the next four queue up and go together
+        rest = [b.submit(t) for t in (["a"], ["bb", "boom"], ["ccc"], ["dddd", "e"])]
+        return await asyncio.gather(busy, *rest, return_exceptions=True)
+
+    busy, a, boom, c, d = run(main())
+    assert isinstance(boom, ValueError)
+    assert [busy, a, c, d] == [([4], [4]), ([1], [1]), ([3], [3]), ([4, 1], [4, 1])]
+    assert ["a", "bb", "boom", "ccc", "dddd", "e"] in model.calls  # they did share the call that failed

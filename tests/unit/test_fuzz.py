@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import struct
 import tarfile
 import tempfile
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from tursi import bundle
 from tursi.errors import BundleTooLarge, DigestMismatch, InvalidRequest, InvalidSpec, UnsafeBundle
 from tursi.gguf_header import InvalidGGUF, read_header
+from tursi.guards import parse_json_object
 from tursi.plan import Options
 from tursi.ratelimit import parse_rate_limit
 from tursi.refs import find_package_dir
@@ -69,6 +71,47 @@ def test_inference_request_decoding(body: dict[str, Any]) -> None:
             parse(body)
         except InvalidRequest:
             pass
+
+
+def _finite_and_whole(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    if isinstance(value, dict):
+        return all(_finite_and_whole(k) and _finite_and_whole(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_finite_and_whole(v) for v in value)
+    return True
+
+
+surrogate_text = st.lists(st.characters(codec=None) | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)).map(
+    "".join
+)
+body_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | surrogate_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(surrogate_text, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@FUZZ
+@given(
+    st.binary(max_size=512)
+    | st.tuples(body_values, st.booleans()).map(
+        lambda v: json.dumps(v[0], ensure_ascii=v[1]).encode("utf-8", "surrogatepass")
+    )
+    | st.dictionaries(st.text(max_size=8), body_values, max_size=4).map(lambda v: json.dumps(v).encode())
+)
+def test_request_body_parsing(raw: bytes) -> None:
+    """read_json's parser: an object of finite numbers and whole Unicode, exactly as json.loads reads it, or a 400."""
+    try:
+        body = parse_json_object(raw)
+    except InvalidRequest:
+        return
+    assert isinstance(body, dict)
+    assert _finite_and_whole(body)
+    assert body == json.loads(raw)
 
 
 @FUZZ

@@ -4,11 +4,15 @@ An idle worker runs a request at once (a lone client pays no waiting window). Re
 runs queue up and go together in the next call, up to ``max_batch`` texts; once requests have been coalescing,
 the batcher also waits up to ``max_wait_s`` for stragglers before it starts a batch. The runtime then groups texts
 by length so padding stays small. The waiting line is bounded like the gate's: past it, 503 with Retry-After.
+
+One request's input must never fail another's: when a call that served several requests raises, each of them runs
+again alone, so only the request whose input broke the call gets the error (a 400 where the runtime says why).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -16,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tursi.errors import ServerBusy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,7 +71,6 @@ class Batcher:
         return await job.future  # a client that goes away cancels its future; the batch skips it
 
     async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
         coalescing = False
         try:
             while self.pending:
@@ -74,25 +79,35 @@ class Batcher:
                 jobs = self._take()
                 if not jobs:
                     continue
-                texts = [t for job in jobs for t in job.texts]
-                try:
-                    vectors, counts = await loop.run_in_executor(self.executor, self.run, texts, self.max_batch)
-                except Exception as e:  # noqa: BLE001 - handed to every request of the batch
-                    for job in jobs:
-                        if not job.future.done():
-                            job.future.set_exception(e)
-                    continue
-                self.batches += 1
-                self.requests += len(jobs)
-                start = 0
-                for job in jobs:
-                    end = start + len(job.texts)
-                    if not job.future.done():
-                        job.future.set_result((vectors[start:end], counts[start:end]))
-                    start = end
+                await self._run(jobs)
                 coalescing = len(jobs) > 1 or bool(self.pending)
         finally:
             self.running = False
+
+    async def _run(self, jobs: list[_Job]) -> None:
+        """One runtime call for ``jobs``; if it raises and served several requests, each runs again alone."""
+        texts = [t for job in jobs for t in job.texts]
+        loop = asyncio.get_running_loop()
+        try:
+            vectors, counts = await loop.run_in_executor(self.executor, self.run, texts, self.max_batch)
+        except Exception as e:  # noqa: BLE001 - handed to the request that caused it, and only to it
+            if len(jobs) == 1:
+                if not jobs[0].future.done():
+                    jobs[0].future.set_exception(e)
+                return
+            log.info("a batch of %d requests failed (%s: %s); running them one by one", len(jobs), type(e).__name__, e)
+            for job in jobs:
+                if not job.future.done():  # a client that left meanwhile is skipped
+                    await self._run([job])
+            return
+        self.batches += 1
+        self.requests += len(jobs)
+        start = 0
+        for job in jobs:
+            end = start + len(job.texts)
+            if not job.future.done():
+                job.future.set_result((vectors[start:end], counts[start:end]))
+            start = end
 
     def _queued_texts(self) -> int:
         return sum(len(job.texts) for job in self.pending)
