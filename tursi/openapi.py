@@ -196,6 +196,10 @@ SAMPLING = {
     "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     "seed": {"type": "integer"},
     "stream": {"type": "boolean"},
+    "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+    "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+    "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+    "user": {"type": "string"},
     "model": {"type": "string"},
 }
 CHAT_BODY = {
@@ -205,7 +209,12 @@ CHAT_BODY = {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {"role": {"enum": ["system", "user", "assistant"]}, "content": {"type": "string"}},
+                "properties": {
+                    "role": {"enum": ["system", "user", "assistant"]},
+                    "content": {"type": "string"},
+                    "name": {"type": "string"},
+                },
+                "required": ["role", "content"],
             },
         },
         **SAMPLING,
