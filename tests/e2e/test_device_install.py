@@ -37,8 +37,11 @@ def test_serving_only_venv_deploys_a_bundle(
         assert proc.returncode == 0, proc.stderr
         return proc
 
-    assert "as artifact" in tursi("load", str(bundle)).stdout
-    up = tursi("up", index["key"][:12], "--name", "minilm", "--api-key", "auto")
+    loaded = tursi("load", str(bundle)).stdout
+    assert "as artifact" in loaded
+    key = loaded.split("as artifact ", 1)[1].split()[0]  # loaded artifacts get this daemon's own key
+    assert key != index["key"][:12]
+    up = tursi("up", key, "--name", "minilm", "--api-key", "auto")
     endpoint = up.stdout.split("ready: ", 1)[1].split()[0]
     api_key = up.stdout.split("store it now): ", 1)[1].split()[0]
     assert "no conversion" in up.stderr

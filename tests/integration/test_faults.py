@@ -27,7 +27,8 @@ def disarm(env: Env) -> None:
 
 def visible_artifacts(env: Env) -> list[str]:
     root = env.home / "artifacts"
-    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+    # .loaded holds the origin records of loaded artifacts (one per published key), not an artifact
+    return sorted(p.name for p in root.iterdir() if p.name != ".loaded") if root.exists() else []
 
 
 def integrity_ok(env: Env) -> bool:

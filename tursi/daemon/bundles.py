@@ -157,7 +157,8 @@ def _need_space(root: Path, needed: int) -> None:
     free = shutil.disk_usage(root).free
     if needed > free:
         raise DiskFull(
-            f"the bundle needs {needed} bytes in {root} (its upload and its unpacked copy), {free} are free",
+            f"no space left in {root} for the bundle: it needs {needed} bytes (its upload and its unpacked copy), "
+            f"{free} are free",
             hint="tursi prune frees unused artifacts",
         )
 
