@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DaemonProc, Env
+from tests.integration.test_batching import mixed_burst
 from tests.integration.test_lifecycle import free_port, port_is_free
 
 pytestmark = pytest.mark.slow
@@ -87,6 +88,8 @@ def test_minilm_end_to_end(env: Env, daemon: DaemonProc, minilm_dir: Path) -> No
     # meaning survives quantization: the paraphrase is the nearest neighbour of sentence 0
     sims = got @ got[0]
     assert int(np.argsort(-sims)[1]) == 1
+    # one client in eight sending text no tokenizer can take fails no one else's request
+    mixed_burst(f"http://127.0.0.1:{port}/v1")
 
     # a second up of the same model reuses the artifact
     t1 = time.monotonic()
