@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import json
 import os
 import socket
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlparse
 
+from tursi.addresses import is_loopback
 from tursi.errors import (
     DaemonUnavailable,
     InsecureTransport,
@@ -66,15 +66,6 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
                 f"not the pinned sha256:{self.fingerprint}",
                 hint="check TURSI_TLS_FINGERPRINT (tursid prints its fingerprint at start)",
             )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def normalize_fingerprint(value: str) -> str:
@@ -131,7 +122,7 @@ class ControlClient:
     def _refuse_plain_text_token(self) -> None:
         """The token goes in clear over http:// only to this machine: anyone on the path could read it."""
         host = (urlparse(self.url).hostname or "").lower()
-        if self.scheme == "http" and not _is_loopback(host):
+        if self.scheme == "http" and not is_loopback(host):
             raise InsecureTransport(
                 f"refusing to send the control token to {self.url} over plain http://",
                 hint="use https:// (tursid --listen serves TLS) with TURSI_TLS_FINGERPRINT, or an SSH tunnel",

@@ -1,10 +1,11 @@
-"""Request guards shared by tursid and workers: body size before reading, a deadline for the body, JSON nesting,
-and the Host header on loopback servers (a web page cannot reach 127.0.0.1 through DNS rebinding)."""
+"""Request guards shared by tursid and workers: body size before reading, a deadline for the body, the Host header
+on loopback servers (a web page cannot reach 127.0.0.1 through DNS rebinding), same-site origin and a JSON media
+type for state-changing requests (a web page cannot post a form or a no-cors fetch to them), and the JSON itself:
+UTF-8, nesting, a cap on values, finite numbers, no lone surrogates, parsed off the event loop when large."""
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import math
 import os
@@ -15,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tursi.addresses import is_loopback as is_loopback_bind
 from tursi.errors import (
     CrossSiteRequest,
     HostNotAllowed,
@@ -34,15 +36,6 @@ PARSE_OFF_LOOP_BYTES = 64 * 1024  # a body larger than this is parsed on a parse
 _PARSERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tursi-json")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
-
-
-def is_loopback_bind(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def host_name(header: str) -> str:
