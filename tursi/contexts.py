@@ -6,11 +6,13 @@ import json
 import os
 import re
 import tempfile
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tursi.errors import DeploymentExists, InvalidSpec, ModelNotFound
+from tursi.addresses import is_loopback
+from tursi.errors import DeploymentExists, InsecureTransport, InvalidSpec, ModelNotFound
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -45,6 +47,10 @@ class ContextStore:
             raise InvalidSpec("a context name is [a-z0-9][a-z0-9._-]{0,63} and not 'default'", param="name")
         if not re.match(r"^(unix:///|https?://)", host):
             raise InvalidSpec("--host must be unix:///path or http(s)://host:port", param="host")
+        if token and host.startswith("http://") and not is_loopback(urllib.parse.urlsplit(host).hostname or ""):
+            raise InsecureTransport(
+                f"a token would cross the network in clear text to {host}", hint="use https:// (tursid --listen)"
+            )
         data = self.load()
         if name in data["contexts"]:
             raise DeploymentExists(f"context '{name}' exists", hint=f"tursi context rm {name}")

@@ -16,6 +16,12 @@ def test_contexts(env: Env, daemon: DaemonProc) -> None:
     assert other.cli("context", "create", "lab", "--host", sock, check=True).stdout.strip() == "lab"
     assert other.cli("context", "create", "lab", "--host", sock).returncode == 73  # exists
     assert other.cli("context", "create", "bad", "--host", "ftp://x").returncode == 64
+    clear = other.cli("context", "create", "lan", "--host", "http://192.0.2.7:8765", "--token", "tct_" + "x" * 40)
+    assert clear.returncode == 77, clear.stderr  # a token would cross the LAN in clear text
+    assert "clear text" in clear.stderr
+    assert "lan" not in other.cli("context", "ls", check=True).stdout
+    other.cli("context", "create", "local-http", "--host", "http://127.0.0.1:8765", "--token", "t" * 40, check=True)
+    other.cli("context", "rm", "local-http", check=True)  # loopback over http (a --no-tls tursid) stays possible
     other.cli("context", "use", "lab", check=True)
     listing = other.cli("context", "ls", check=True).stdout
     assert "lab *" in listing
