@@ -22,8 +22,8 @@ from typing import Any
 from bench import embeddings, footprint, llm
 from bench.harness import BenchDaemon
 from bench.report import markdown
-from tursi.hardware import detect
-from tursi.refs import find_package_dir
+from tursi.core.hardware import detect
+from tursi.core.refs import find_package_dir
 
 SECTIONS = ("embeddings", "llm", "footprint", "micro")
 MODES = {

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tursi.client import ControlClient
+from tursi.client.control import ControlClient
 
 
 class BenchDaemon:

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.harness import BenchDaemon
 from bench.llm import PROMPT, stream_http, stream_inprocess
-from tursi.refs import find_package_dir
+from tursi.core.refs import find_package_dir
 
 # the streaming helpers are shared with the full suite (python -m bench)
 

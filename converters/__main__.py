@@ -18,7 +18,7 @@ from typing import Any
 
 from converters import cache
 from converters.encoder_onnx import convert as convert_encoder
-from tursi import failpoints
+from tursi.core import failpoints
 
 STAGES = ("export", "quantize", "verify", "publish")
 

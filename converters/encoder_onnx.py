@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tursi import failpoints
+from tursi.core import failpoints
 
 log = logging.getLogger(__name__)
 

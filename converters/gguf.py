@@ -38,7 +38,7 @@ def import_file(source: Path, out: Path, expected_digest: str | None = None) -> 
 
 
 def file_digest(path: Path, name: str) -> str:
-    """sha256 over name + NUL + content: how tursi.refs.ModelRef.digest hashes a single-file model."""
+    """sha256 over name + NUL + content: how tursi.core.refs.ModelRef.digest hashes a single-file model."""
     h = hashlib.sha256(name.encode() + b"\0")
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

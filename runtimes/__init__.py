@@ -29,7 +29,7 @@ DEFAULT_CTX = 4096
 
 def model_path(artifact_dir: Path, manifest: dict[str, Any]) -> Path:
     """manifest files.model as a regular file inside the artifact: relative, no '..', no link leading out."""
-    from tursi.errors import UnsafeModel
+    from tursi.core.errors import UnsafeModel
 
     files = manifest.get("files")
     name = files.get("model") if isinstance(files, dict) else None
@@ -51,7 +51,7 @@ def load_runtime(artifact_dir: Path, manifest: dict[str, Any], threads: int, ctx
     if runtime == "onnxruntime":
         from runtimes.onnx_embed import OnnxEmbedder
         from runtimes.onnx_tasks import OnnxClassifier, OnnxFillMask
-        from tursi.onnx_external import check_folder
+        from tursi.formats.onnx_external import check_folder
 
         check_folder(artifact_dir)  # external-data paths confined before onnxruntime opens anything
 
@@ -59,7 +59,7 @@ def load_runtime(artifact_dir: Path, manifest: dict[str, Any], threads: int, ctx
         return cls.load(artifact_dir, threads=threads)
     if runtime == "llama":
         from runtimes.llama_runtime import LlamaRuntime
-        from tursi.gguf_header import read_header
+        from tursi.formats.gguf_header import read_header
 
         model_file = model_path(artifact_dir, manifest)
         info = read_header(model_file)  # always: llama.cpp gets only files whose header we have checked

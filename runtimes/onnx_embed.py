@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tursi.errors import InvalidRequest
+from tursi.core.errors import InvalidRequest
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 

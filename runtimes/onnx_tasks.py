@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from runtimes.onnx_embed import OnnxEmbedder
-from tursi.errors import InvalidRequest
+from tursi.core.errors import InvalidRequest
 
 
 def _softmax(x: Any) -> Any:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tursi.client import ControlClient
-from tursi.refs import find_package_dir
+from tursi.client.control import ControlClient
+from tursi.core.refs import find_package_dir
 
 CLI = [sys.executable, "-m", "tursi.cli"]
 DAEMON = [sys.executable, "-m", "tursi.daemon"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tursi.gguf_header import read_header
+from tursi.formats.gguf_header import read_header
 
 CONTROL = 3  # llama.cpp token type for control (special) tokens
 

@@ -14,8 +14,9 @@ import pytest
 
 from bench.corpus import sentences
 from runtimes.onnx_embed import _pool, length_groups
-from tursi.ratelimit import RateLimiter, parse_rate_limit
-from tursi.refs import find_package_dir
+from tursi.core.access import parse_rate_limit
+from tursi.core.refs import find_package_dir
+from tursi.http.ratelimit import RateLimiter
 from tursi.worker.embeddings import _encode, parse_embedding_request
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Env, wait_for
-from tursi.bundle import local_key
+from tursi.formats.bundle import local_key
 
 pytestmark = pytest.mark.slow
 
@@ -69,8 +69,8 @@ def in_ns(ns: str, cmd: list[str], env: dict[str, str], **kw: object) -> subproc
 API_CALL = """
 import json, sys
 from openai import OpenAI
-from tursi.client import ControlClient
-from tursi.errors import TursiError
+from tursi.client.control import ControlClient
+from tursi.core.errors import TursiError
 args = json.loads(sys.argv[1])
 out = {}
 if "endpoint" in args:

@@ -23,8 +23,8 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from tursi import bundle, gguf_header, onnx_external, safetensors_header
-    from tursi.errors import TursiError
+    from tursi.core.errors import TursiError
+    from tursi.formats import bundle, gguf_header, onnx_external, safetensors_header
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="tursi-atheris-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
 atexit.register(shutil.rmtree, SCRATCH, True)

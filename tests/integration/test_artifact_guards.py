@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tursi import bundle
+from tursi.core.hardware import HardwareProfile, detect_cached
+from tursi.core.settings import Settings
 from tursi.daemon.app import build_app
 from tursi.daemon.context import Daemon
 from tursi.daemon.sampler import Sampler
+from tursi.daemon.state import StateStore
 from tursi.daemon.supervisor import Supervisor
-from tursi.hardware import HardwareProfile, detect_cached
-from tursi.settings import Settings
-from tursi.state import StateStore
+from tursi.formats import bundle
 
 KEY = "c0ffee" * 5 + "ab"
 PLAN = {"format": "gguf", "task": "chat", "runtime": "llama", "quantization": "Q4_0", "converter": "gguf-import"}

@@ -14,8 +14,8 @@ import pytest
 
 from tests.conftest import DaemonProc, Env
 from tests.integration.test_lifecycle import embed
-from tursi import bundle as tursi_bundle
-from tursi.errors import BundleTooLarge, DigestMismatch, UnsafeBundle, UnsafeModel
+from tursi.core.errors import BundleTooLarge, DigestMismatch, UnsafeBundle, UnsafeModel
+from tursi.formats import bundle as tursi_bundle
 
 TEXTS = ["a bundle moves a model", "from a workstation to a device"]
 

@@ -140,7 +140,7 @@ def test_version_and_help_work_without_a_daemon(env: Env) -> None:
 def test_system_shows_the_hardware_profile(env: Env, daemon: DaemonProc) -> None:
     import platform
 
-    from tursi.hardware import detect
+    from tursi.core.hardware import detect
 
     text = env.cli("system", check=True).stdout
     assert f"Arch     {platform.machine()}" in text

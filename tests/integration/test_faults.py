@@ -1,4 +1,4 @@
-"""Fault injection at every durability boundary (tursi/failpoints.py): the process dies there (SIGKILL, as power
+"""Fault injection at every durability boundary (tursi/core/failpoints.py): the process dies there (SIGKILL, as power
 loss or the OOM killer would do it), and afterwards no half-made artifact is visible, the database passes
 PRAGMA integrity_check, and a retry succeeds. A full disk gives a clear error and leaves no temporary files."""
 

@@ -15,8 +15,8 @@ import pytest
 
 from tests.conftest import DAEMON, DaemonProc, Env
 from tests.integration.test_lifecycle import free_port, post
-from tursi.client import ControlClient
-from tursi.errors import InvalidRequest, ModelNotFound, RequestTooLarge
+from tursi.client.control import ControlClient
+from tursi.core.errors import InvalidRequest, ModelNotFound, RequestTooLarge
 
 
 def raw_http(port: int, head: str, body: bytes = b"", wait_s: float = 10.0) -> tuple[int, dict]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tursi.refs import find_package_dir
+from tursi.core.refs import find_package_dir
 
 PROBE = """
 import sys

@@ -281,7 +281,8 @@ def test_a_client_that_stops_reading_cannot_hold_the_model(env: Env, daemon: Dae
     stalled.connect(("127.0.0.1", port))
     stalled.sendall(
         f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
     )
     time.sleep(1)  # the stalled stream holds the model now
     t0 = time.monotonic()

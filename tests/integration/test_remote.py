@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import DAEMON, Env, wait_for
 from tests.integration.test_lifecycle import free_port
-from tursi.client import ControlClient
-from tursi.errors import DaemonUnavailable, RateLimited, TlsMismatch, Unauthorized
+from tursi.client.control import ControlClient
+from tursi.core.errors import DaemonUnavailable, RateLimited, TlsMismatch, Unauthorized
 
 CLI = [sys.executable, "-m", "tursi.cli"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from runtimes.onnx_embed import length_groups
-from tursi.errors import ServerBusy
+from tursi.core.errors import ServerBusy
 from tursi.worker.batcher import Batcher
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tursi import bundle
-from tursi.errors import BundleTooLarge, DigestMismatch, UnsafeBundle
+from tursi.core.errors import BundleTooLarge, DigestMismatch, UnsafeBundle
+from tursi.formats import bundle
 
 KEY = "ab" * 16
 TARGET = {"name": "x86-64-v3", "arch": "x86_64", "features": ["avx2"]}

@@ -1,4 +1,4 @@
-"""The first request's header deadline of tursi.connections, on an in-process aiohttp server over real sockets."""
+"""The first request's header deadline of tursi.http.connections, on an in-process aiohttp server over real sockets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 from aiohttp import web
 
-from tursi.connections import ConnectionLimits, LimitedTCPSite, runner_for
+from tursi.http.connections import ConnectionLimits, LimitedTCPSite, runner_for
 
 DEADLINE_S = 0.5
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tursi.client import problem_to_error
-from tursi.errors import (
+from tursi.client.control import problem_to_error
+from tursi.core.errors import (
     DaemonUnavailable,
     DeploymentNotFound,
     InternalError,

@@ -15,13 +15,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tursi import bundle
-from tursi.errors import BundleTooLarge, DigestMismatch, InvalidRequest, InvalidSpec, UnsafeBundle
-from tursi.gguf_header import InvalidGGUF, read_header
-from tursi.guards import parse_json_object
-from tursi.plan import Options
-from tursi.ratelimit import parse_rate_limit
-from tursi.refs import find_package_dir
+from tursi.core.access import parse_rate_limit
+from tursi.core.errors import BundleTooLarge, DigestMismatch, InvalidRequest, InvalidSpec, UnsafeBundle
+from tursi.core.plan import Options
+from tursi.core.refs import find_package_dir
+from tursi.formats import bundle
+from tursi.formats.gguf_header import InvalidGGUF, read_header
+from tursi.http.guards import parse_json_object
 from tursi.worker.embeddings import parse_embedding_request
 from tursi.worker.openai_params import parse_generation, parse_messages, parse_prompt
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from tursi.errors import ServerBusy
+from tursi.core.errors import ServerBusy
 from tursi.worker.gate import Gate
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tursi.gguf_header import InvalidGGUF, read_header
-from tursi.refs import find_package_dir
+from tursi.core.refs import find_package_dir
+from tursi.formats.gguf_header import InvalidGGUF, read_header
 
 
 def _kv_string(key: str, value: str) -> bytes:
@@ -110,7 +110,7 @@ def test_hostile_tensor_tables_are_refused(
 def test_block_sizes_match_the_gguf_package() -> None:
     import gguf  # the conversion install has it; the serving install (and tursid) must not need it
 
-    from tursi.gguf_header import GGML_BLOCKS
+    from tursi.formats.gguf_header import GGML_BLOCKS
 
     theirs = {int(k): tuple(v) for k, v in gguf.GGML_QUANT_SIZES.items()}
     assert {k: theirs[k] for k in GGML_BLOCKS if k in theirs} == GGML_BLOCKS
@@ -159,7 +159,7 @@ def test_nested_arrays_are_bounded_not_recursed(tmp_path: Path) -> None:
         for keep in (False, True):
             with pytest.raises(InvalidGGUF, match="nest deeper"):
                 read_header(f, keep_arrays=keep)
-    from tursi.gguf_header import MAX_ARRAY_DEPTH
+    from tursi.formats.gguf_header import MAX_ARRAY_DEPTH
 
     assert MAX_ARRAY_DEPTH == 4
 
@@ -220,6 +220,6 @@ def test_a_tensor_table_past_the_limit_is_refused_before_it_is_read(tmp_path: Pa
     f.write_bytes(_with_tensors([_tensor_info(f"t{i}", [8], 0, 32 * i) for i in range(n)], 32 * n))
     with pytest.raises(InvalidGGUF, match="implausible"):
         read_header(f)
-    from tursi.gguf_header import MAX_TENSORS
+    from tursi.formats.gguf_header import MAX_TENSORS
 
     assert MAX_TENSORS < n

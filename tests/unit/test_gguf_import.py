@@ -34,7 +34,7 @@ def test_in_place_edit_of_the_source_leaves_the_imported_artifact_alone(tmp_path
 
 
 def test_a_source_edited_after_it_was_hashed_is_refused(tmp_path: Path) -> None:
-    from tursi.refs import ModelRef
+    from tursi.core.refs import ModelRef
 
     source = tmp_path / "model.gguf"
     source.write_bytes(b"GGUF" + bytes(range(256)) * 64)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tursi.hardware import detect, detect_cached, parse_cpuinfo, target_profiles
+from tursi.core.hardware import detect, detect_cached, parse_cpuinfo, target_profiles
 
 X86 = """processor\t: 0
 physical id\t: 0

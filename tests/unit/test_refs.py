@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tursi.errors import InvalidRequest, ModelNotFound, NotSupported, UnsafeModel
-from tursi.refs import resolve
+from tursi.core.errors import InvalidRequest, ModelNotFound, NotSupported, UnsafeModel
+from tursi.core.refs import resolve
 
 
 def safetensors(payload: bytes) -> bytes:

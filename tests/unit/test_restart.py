@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tursi.daemon.restart import Backoff, RestartPolicy
-from tursi.errors import InvalidSpec
+from tursi.core.errors import InvalidSpec
+from tursi.core.restart import Backoff, RestartPolicy
 
 
 @pytest.mark.parametrize(

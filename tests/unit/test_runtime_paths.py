@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from runtimes import load_runtime
-from tursi.errors import UnsafeModel
-from tursi.gguf_header import InvalidGGUF
+from tursi.core.errors import UnsafeModel
+from tursi.formats.gguf_header import InvalidGGUF
 
 PLAN = {"format": "gguf", "task": "chat", "runtime": "llama", "quantization": "Q4_1"}
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tursi.refs import find_package_dir, resolve
-from tursi.safetensors_header import InvalidSafetensors, check
+from tursi.core.refs import find_package_dir, resolve
+from tursi.formats.safetensors_header import InvalidSafetensors, check
 
 
 def write(path: Path, header: object, data: bytes = b"", raw_len: int | None = None) -> Path:

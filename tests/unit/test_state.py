@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tursi.state import Deployment, StateStore, load_migrations
+from tursi.daemon.state import Deployment, StateStore, load_migrations
 
 
 def _dep(name: str, status: str = "running", port: int = 9000) -> Deployment:

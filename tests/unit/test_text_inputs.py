@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tursi.errors import InvalidRequest
-from tursi.guards import parse_json_object
+from tursi.core.errors import InvalidRequest
+from tursi.http.guards import parse_json_object
 from tursi.worker.app import build_app
 from tursi.worker.batcher import Batcher
 from tursi.worker.embeddings import parse_embedding_request

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tursi.daemon.thermals import temperatures, throttling
 from tursi.daemon.traffic import parse_metrics, quantile, rates
-from tursi.worker.metrics import Metrics
+from tursi.http.metrics import Metrics
 
 
 def _page(latencies: list[float], tokens: int = 0) -> str:
@@ -81,7 +81,7 @@ def test_thermal_zones_and_pi_throttling(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("page", "counted"),
     [
-        ("tursi_requests_total{route=\"/v1/embeddings\",status=\"200\"} 7\n", 7),
+        ('tursi_requests_total{route="/v1/embeddings",status="200"} 7\n', 7),
         ("tursi_requests_total{} 7\n" + "#" * (2 << 20), None),  # over the page cap: not read, not counted
         (b"\xff\xfe\ntursi_requests_total{} 3\n", 3),  # bytes that are not UTF-8
     ],
@@ -93,7 +93,7 @@ def test_the_sampler_survives_any_metrics_page(tmp_path: Path, page: str | bytes
     from aiohttp import web
 
     from tursi.daemon.sampler import Sampler
-    from tursi.state import StateStore
+    from tursi.daemon.state import StateStore
 
     async def scenario() -> dict:
         app = web.Application()

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from tursi.daemon.state import Deployment
 from tursi.daemon.supervisor import child_env, worker_command
-from tursi.state import Deployment
 from tursi.worker.__main__ import build_parser
 
 

@@ -13,8 +13,8 @@ from tursi import __version__
 from tursi.cli import bundles, contexts, down, images, logs, ps, stats, system, up
 from tursi.cli.context import CliContext
 from tursi.cli.render import error
-from tursi.errors import InternalError, TursiError, classify
-from tursi.settings import Settings
+from tursi.core.errors import InternalError, TursiError, classify
+from tursi.core.settings import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

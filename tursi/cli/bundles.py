@@ -10,7 +10,7 @@ from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
 from tursi.cli.transfer import fetch_bundle, send_bundle
 from tursi.cli.up import follow
-from tursi.errors import InvalidSpec
+from tursi.core.errors import InvalidSpec
 
 
 @click.command("build")

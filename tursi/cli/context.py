@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from tursi.client import ControlClient, connect
-from tursi.contexts import ContextStore, config_path
-from tursi.settings import Settings
+from tursi.client.contexts import ContextStore, config_path
+from tursi.client.control import ControlClient, connect
+from tursi.core.settings import Settings
 
 
 @dataclass

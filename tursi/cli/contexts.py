@@ -7,7 +7,7 @@ import os
 import click
 
 from tursi.cli import render
-from tursi.contexts import ContextStore, config_path
+from tursi.client.contexts import ContextStore, config_path
 
 
 def _store() -> ContextStore:

@@ -7,7 +7,7 @@ import click
 from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
 from tursi.cli.ps import pick_one
-from tursi.errors import InvalidSpec
+from tursi.core.errors import InvalidSpec
 
 
 @click.command("down")

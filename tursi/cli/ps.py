@@ -79,7 +79,7 @@ def pick_one(cli: CliContext, name: str | None) -> str:
     """NAME, or the only deployment when there is exactly one."""
     if name:
         return name
-    from tursi.errors import AmbiguousDeployment
+    from tursi.core.errors import AmbiguousDeployment
 
     deps = cli.client.request("GET", "/v1/deployments", query={"all": 1})
     if len(deps) == 1:

@@ -11,9 +11,9 @@ import click
 from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
 from tursi.cli.transfer import send_bundle
-from tursi.client import problem_to_error
-from tursi.errors import DaemonUnavailable
-from tursi.refs import ALIASES
+from tursi.client.control import problem_to_error
+from tursi.core.errors import DaemonUnavailable
+from tursi.core.refs import ALIASES
 
 
 @click.command("up")

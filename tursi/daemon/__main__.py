@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tursi.errors import TursiError
+from tursi.core.errors import TursiError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,9 +18,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cap_malloc_arenas()  # before any thread starts
     import_server_lean()
+    from tursi.core.settings import Settings
     from tursi.daemon.app import configure_logging, serve
     from tursi.daemon.remote import ensure_token, parse_listen
-    from tursi.settings import Settings
 
     parser = argparse.ArgumentParser(prog="tursid", description="The Tursi daemon.")
     parser.add_argument(
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 def _tls(args: Any, settings: Any, listen: tuple[str, int] | None) -> Any:
     """The server SSL context for --listen, or None; ValueError for a refused combination."""
     from tursi.daemon import tls
-    from tursi.guards import is_loopback_bind as is_loopback
+    from tursi.http.guards import is_loopback_bind as is_loopback
 
     if listen is None:
         if args.no_tls or args.no_auth or args.tls_cert or args.tls_key:

@@ -14,7 +14,8 @@ from pathlib import Path
 from aiohttp import web
 
 from converters.cache import remove_stale_staging
-from tursi.connections import ConnectionLimits, LimitedTCPSite, runner_for
+from tursi.core.hardware import detect_cached
+from tursi.core.settings import Settings
 from tursi.daemon import artifacts, bundles, deployments, system
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.lock import InstanceLock
@@ -22,12 +23,11 @@ from tursi.daemon.logfiles import rotation_loop
 from tursi.daemon.memory import release_free_memory
 from tursi.daemon.remote import TokenGuard, token_middleware
 from tursi.daemon.sampler import Sampler
+from tursi.daemon.state import StateStore
 from tursi.daemon.supervisor import Supervisor
-from tursi.guards import guard_middleware, is_loopback_bind, same_origin_middleware
-from tursi.hardware import detect_cached
-from tursi.problem import problem_middleware
-from tursi.settings import Settings
-from tursi.state import StateStore
+from tursi.http.connections import ConnectionLimits, LimitedTCPSite, runner_for
+from tursi.http.guards import guard_middleware, is_loopback_bind, same_origin_middleware
+from tursi.http.problem import problem_middleware
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from converters import cache
+from tursi.core.errors import DeploymentExists, InvalidSpec, ModelNotFound
 from tursi.daemon.context import DAEMON, Daemon
-from tursi.errors import DeploymentExists, InvalidSpec, ModelNotFound
 
 routes = web.RouteTableDef()
 KEY_PREFIX = re.compile(r"^[0-9a-f]{4,32}$")

@@ -17,11 +17,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from converters import cache
-from tursi import failpoints
-from tursi.daemon.artifacts import find_artifact, loaded_from, origin_path
-from tursi.daemon.context import DAEMON, Daemon
-from tursi.daemon.deployments import ensure_artifact
-from tursi.errors import (
+from tursi.core import failpoints
+from tursi.core.errors import (
     ArtifactConflict,
     BundleTooLarge,
     DiskFull,
@@ -32,21 +29,24 @@ from tursi.errors import (
     UnsupportedEncoding,
     problem_for,
 )
-from tursi.fit import misfits
-from tursi.guards import read_json
-from tursi.hardware import load_target
-from tursi.plan import NAME_RE, Options, make_plan
-from tursi.refs import resolve
+from tursi.core.fit import misfits
+from tursi.core.hardware import load_target
+from tursi.core.plan import NAME_RE, Options, make_plan
+from tursi.core.refs import resolve
+from tursi.daemon.artifacts import find_artifact, loaded_from, origin_path
+from tursi.daemon.context import DAEMON, Daemon
+from tursi.daemon.deployments import ensure_artifact
+from tursi.http.guards import read_json
 
 if TYPE_CHECKING:
-    from tursi import bundle  # imported where used: tarfile stays out of an idle tursid
+    from tursi.formats import bundle  # imported where used: tarfile stays out of an idle tursid
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
 def caps(daemon: Daemon) -> bundle.Caps:
-    from tursi import bundle
+    from tursi.formats import bundle
 
     s = daemon.settings
     return bundle.Caps(total_bytes=s.max_bundle_bytes, file_bytes=s.max_bundle_bytes)
@@ -106,7 +106,7 @@ def _target_profile(daemon: Daemon, manifest: dict[str, Any]) -> dict[str, Any]:
 @routes.get("/v1/artifacts/{key}/bundle")
 async def export(request: web.Request) -> web.StreamResponse:
     """The artifact as a `.tursi` tar, streamed with its length known up front."""
-    from tursi import bundle
+    from tursi.formats import bundle
 
     daemon = request.app[DAEMON]
     art = await find_artifact(daemon, request.match_info["key"])
@@ -175,7 +175,7 @@ def _refuse_encoding(request: web.Request) -> None:
 
 async def _spool(request: web.Request, root: Path, limit: bundle.Caps) -> Path:
     """The upload in a temporary file beside the cache, capped in size and in the free space it may take."""
-    from tursi import bundle
+    from tursi.formats import bundle
 
     ceiling = limit.total_bytes + bundle.MAX_INDEX_BYTES + bundle.max_headers(limit) * 512
     length = request.content_length
@@ -207,7 +207,7 @@ async def _spool(request: web.Request, root: Path, limit: bundle.Caps) -> Path:
 async def load(request: web.Request) -> web.Response:
     """Import a bundle: spool it (capped), verify all of it, check it fits, then unpack and publish under a key of
     the loaded namespace (never one a conversion would compute); a key already here must hold the same files."""
-    from tursi import bundle
+    from tursi.formats import bundle
 
     daemon = request.app[DAEMON]
     force = request.query.get("force", "") not in ("", "0", "false")
@@ -267,7 +267,7 @@ def _import(spool: Path, info: bundle.BundleInfo, root: Path, key: str) -> bool:
 
 
 def _same_files(final: Path, info: bundle.BundleInfo, key: str) -> None:
-    from tursi import bundle
+    from tursi.formats import bundle
 
     try:
         here = bundle.describe(final) if final.is_dir() and not final.is_symlink() else None
@@ -283,7 +283,7 @@ def _same_files(final: Path, info: bundle.BundleInfo, key: str) -> None:
 
 def _unpack(spool: Path, info: bundle.BundleInfo, root: Path, key: str) -> bool:
     """Extract into staging, check, publish; False when another run had already published ``key``."""
-    from tursi import bundle, onnx_external
+    from tursi.formats import bundle, onnx_external
 
     staging = cache.make_staging(root, key)
     try:

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tursi.core.hardware import HardwareProfile
+from tursi.core.settings import Settings
 from tursi.daemon.sampler import Sampler
+from tursi.daemon.state import StateStore
 from tursi.daemon.supervisor import Supervisor
-from tursi.hardware import HardwareProfile
-from tursi.settings import Settings
-from tursi.state import StateStore
 
 
 @dataclass

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from tursi.core.errors import ConversionFailed
 from tursi.daemon.supervisor import child_env, tail_lines
-from tursi.errors import ConversionFailed
 
 log = logging.getLogger(__name__)
 

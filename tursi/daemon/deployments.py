@@ -15,16 +15,8 @@ import psutil
 from aiohttp import web
 
 from converters import cache
-from tursi import failpoints
-from tursi.apikeys import digest as key_digest
-from tursi.daemon.artifacts import KEY_PREFIX
-from tursi.daemon.context import DAEMON, Daemon
-from tursi.daemon.conversion import run_conversion
-from tursi.daemon.logfiles import parse_since, read_lines
-from tursi.daemon.logfiles import remove_all as remove_logs
-from tursi.daemon.memory import release_free_memory
-from tursi.daemon.supervisor import log_path
-from tursi.errors import (
+from tursi.core import failpoints
+from tursi.core.errors import (
     ConversionFailed,
     DeploymentExists,
     DeploymentNotFound,
@@ -33,11 +25,19 @@ from tursi.errors import (
     TursiError,
     problem_for,
 )
-from tursi.guards import is_loopback_bind, read_json
-from tursi.hardware import load_target
-from tursi.plan import NAME_RE, Options, Plan, make_plan, tool_versions
-from tursi.refs import ModelRef, resolve
-from tursi.state import Deployment
+from tursi.core.hardware import load_target
+from tursi.core.plan import NAME_RE, Options, Plan, make_plan, tool_versions
+from tursi.core.refs import ModelRef, resolve
+from tursi.daemon.artifacts import KEY_PREFIX
+from tursi.daemon.context import DAEMON, Daemon
+from tursi.daemon.conversion import run_conversion
+from tursi.daemon.logfiles import parse_since, read_lines
+from tursi.daemon.logfiles import remove_all as remove_logs
+from tursi.daemon.memory import release_free_memory
+from tursi.daemon.state import Deployment
+from tursi.daemon.supervisor import log_path
+from tursi.http.apikeys import digest as key_digest
+from tursi.http.guards import is_loopback_bind, read_json
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -1,4 +1,4 @@
-"""Health checks like Docker's: probe a worker's /ready on an interval; starting -> healthy -> unhealthy."""
+"""Health probes like Docker's: probe a worker's /ready on an interval; starting -> healthy -> unhealthy."""
 
 from __future__ import annotations
 
@@ -6,37 +6,10 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import aiohttp
 
-from tursi.errors import InvalidSpec
-
-
-@dataclass(frozen=True)
-class HealthCheck:
-    interval_s: float = 10.0
-    timeout_s: float = 2.0
-    retries: int = 3
-    start_period_s: float = 0.0
-
-    @classmethod
-    def from_options(cls, opts: dict[str, object]) -> HealthCheck:
-        def num(key: str, default: float, lo: float) -> float:
-            value = opts.get(key)
-            if value is None:
-                return default
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < lo:
-                raise InvalidSpec(f"--{key.replace('_', '-')} must be a number >= {lo}", param=key)
-            return float(value)
-
-        return cls(
-            num("health_interval", 10.0, 0.1),
-            num("health_timeout", 2.0, 0.1),
-            int(num("health_retries", 3, 1)),
-            num("health_start_period", 0.0, 0.0),
-        )
-
+from tursi.core.health import HealthCheck
 
 Report = Callable[[str], Awaitable[None]]
 

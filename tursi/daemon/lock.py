@@ -6,7 +6,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from tursi.errors import DaemonAlreadyRunning
+from tursi.core.errors import DaemonAlreadyRunning
 
 
 class InstanceLock:

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tursi.errors import InvalidSpec
+from tursi.core.errors import InvalidSpec
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tursi.errors import RateLimited, Unauthorized
+from tursi.core.errors import RateLimited, Unauthorized
 
 TOKEN_FILE = "control-token.sha256"
 MAX_FAILURES = 5

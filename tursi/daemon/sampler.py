@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import psutil
 
+from tursi.daemon.state import StateStore
 from tursi.daemon.thermals import thermal_line
 from tursi.daemon.traffic import Counters, parse_metrics, rates
-from tursi.state import StateStore
 
 log = logging.getLogger(__name__)
 MAX_METRICS_PAGE = 1 << 20  # bytes of a worker's /metrics page tursid reads (ours are a few KiB)

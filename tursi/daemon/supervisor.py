@@ -17,10 +17,11 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from tursi.daemon.health import HealthCheck, probe_loop
-from tursi.daemon.restart import Backoff, RestartPolicy
-from tursi.errors import WorkerFailed
-from tursi.state import ACTIVE, Deployment, StateStore
+from tursi.core.errors import WorkerFailed
+from tursi.core.health import HealthCheck
+from tursi.core.restart import Backoff, RestartPolicy
+from tursi.daemon.health import probe_loop
+from tursi.daemon.state import ACTIVE, Deployment, StateStore
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import psutil
 from aiohttp import web
 
 from tursi import __version__
+from tursi.core.hardware import target_profiles
 from tursi.daemon.context import DAEMON
-from tursi.hardware import target_profiles
 
 routes = web.RouteTableDef()
 
@@ -24,7 +24,7 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    from tursi.openapi import control
+    from tursi.http.openapi import control
 
     return web.json_response(control())
 

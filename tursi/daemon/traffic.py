@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tursi.worker.metrics import BUCKETS
+from tursi.http.metrics import BUCKETS
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-from tursi.connections import ConnectionLimits, serve
-from tursi.guards import is_loopback_bind
-from tursi.ratelimit import RateLimiter, parse_rate_limit
+from tursi.core.access import parse_rate_limit
+from tursi.http.connections import ConnectionLimits, serve
+from tursi.http.guards import is_loopback_bind
+from tursi.http.ratelimit import RateLimiter
 from tursi.worker.app import build_app
 from tursi.worker.state import WorkerState
 

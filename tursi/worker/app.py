@@ -10,9 +10,9 @@ import time
 
 from aiohttp import web
 
-from tursi.errors import NotReady
-from tursi.guards import guard_middleware, same_origin_middleware
-from tursi.problem import problem_middleware
+from tursi.core.errors import NotReady
+from tursi.http.guards import guard_middleware, same_origin_middleware
+from tursi.http.problem import problem_middleware
 from tursi.worker import embeddings, generation, tasks
 from tursi.worker.limits import add_rate_headers, api_key_middleware, rate_limit_middleware
 from tursi.worker.state import STATE, WorkerState
@@ -38,7 +38,7 @@ async def ready(request: web.Request) -> web.Response:
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    from tursi.openapi import inference
+    from tursi.http.openapi import inference
 
     return web.json_response(inference())
 

@@ -19,7 +19,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from tursi.errors import ServerBusy
+from tursi.core.errors import ServerBusy
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from tursi.errors import ServerBusy
+from tursi.core.errors import ServerBusy
 
 
 class Gate:

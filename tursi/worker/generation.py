@@ -15,8 +15,8 @@ from aiohttp import web
 from runtimes.chat_template import TemplateRejected
 from runtimes.llama_runtime import Chunk, ControlText
 from runtimes.llama_runtime import ContextLengthExceeded as RuntimeContextExceeded
-from tursi.errors import ContextLengthExceeded, InvalidRequest
-from tursi.guards import WRITE_TIMEOUT_S, read_json
+from tursi.core.errors import ContextLengthExceeded, InvalidRequest
+from tursi.http.guards import WRITE_TIMEOUT_S, read_json
 from tursi.worker.openai_params import GenerationRequest, parse_generation, parse_messages, parse_prompt
 from tursi.worker.state import STATE, WorkerState, check_model, observed, require_task
 

@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from tursi.apikeys import matches
-from tursi.errors import RateLimited, Unauthorized
-from tursi.ratelimit import Decision
-from tursi.worker.metrics import route_label
+from tursi.core.errors import RateLimited, Unauthorized
+from tursi.http.apikeys import matches
+from tursi.http.metrics import route_label
+from tursi.http.ratelimit import Decision
 from tursi.worker.state import STATE, WorkerState
 
 DECISION = web.RequestKey("rate_decision", Decision)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtimes.llama_runtime import Sampling
-from tursi.errors import InvalidRequest
+from tursi.core.errors import InvalidRequest
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 UNSUPPORTED = (  # accepted only when empty

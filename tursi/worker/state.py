@@ -12,11 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
-from tursi.errors import InvalidRequest, ModelNotFound, NotReady, TursiError, UnsupportedTask
-from tursi.ratelimit import RateLimiter
+from tursi.core.errors import InvalidRequest, ModelNotFound, NotReady, TursiError, UnsupportedTask
+from tursi.http.metrics import Metrics
+from tursi.http.ratelimit import RateLimiter
 from tursi.worker.batcher import Batcher
 from tursi.worker.gate import Gate
-from tursi.worker.metrics import Metrics
 
 
 @dataclass

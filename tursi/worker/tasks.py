@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tursi.errors import InvalidRequest
-from tursi.guards import read_json
+from tursi.core.errors import InvalidRequest
+from tursi.http.guards import read_json
 from tursi.worker.embeddings import parse_embedding_request
 from tursi.worker.state import STATE, check_model, observed, require_task
 

@@ -14,7 +14,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from tursi.errors import UnsafeModel
+from tursi.core.errors import UnsafeModel
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 MAX_DEPTH = 8  # a header nests 3 deep ({name: {shape: [...]}}); json.loads recurses once per level

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tursi.errors import InvalidSpec
+from tursi.core.errors import InvalidSpec
 
 # /proc/cpuinfo flag -> Tursi feature name
 X86_FEATURES = {
@@ -38,7 +38,7 @@ ARM_FEATURES = {
     "sve2": "sve2",
     "bf16": "bf16",
 }
-PROFILES_DIR = Path(__file__).resolve().parent / "profiles"  # platform/profiles links here
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"  # platform/profiles links here
 
 
 @dataclass(frozen=True)

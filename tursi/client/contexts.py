@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tursi.addresses import is_loopback
-from tursi.errors import DeploymentExists, InsecureTransport, InvalidSpec, ModelNotFound
+from tursi.core.addresses import is_loopback
+from tursi.core.errors import DeploymentExists, InsecureTransport, InvalidSpec, ModelNotFound
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 

@@ -11,47 +11,15 @@ enough addresses, which is a way around the limit; refusing new clients outright
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tursi.errors import InvalidSpec
+from tursi.core.access import RateSpec
 
-_SPEC = re.compile(r"^\s*(\d+)\s*/\s*(second|sec|s|minute|min|m|hour|h)\s*(?:;\s*burst\s*=\s*(\d+)\s*)?$")
-_UNITS = {"second": 1, "sec": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600}
 MAX_CLIENTS = 10_000  # buckets kept; beyond it, new clients share one overflow bucket
 OVERFLOW = "overflow"
-
-
-@dataclass(frozen=True)
-class RateSpec:
-    limit: int  # requests per window
-    window_s: int
-    burst: int
-
-    @property
-    def rate_per_s(self) -> float:
-        return self.limit / self.window_s
-
-    def __str__(self) -> str:
-        unit = {1: "second", 60: "minute", 3600: "hour"}[self.window_s]
-        return f"{self.limit}/{unit}" + (f";burst={self.burst}" if self.burst != self.limit else "")
-
-
-def parse_rate_limit(spec: str) -> RateSpec:
-    m = _SPEC.match(spec or "")
-    if not m:
-        raise InvalidSpec(
-            f"--rate-limit {spec!r} is not N/second|minute|hour[;burst=M] (e.g. 100/minute;burst=20)",
-            param="rate_limit",
-        )
-    limit, window = int(m.group(1)), _UNITS[m.group(2)]
-    burst = int(m.group(3)) if m.group(3) else limit
-    if limit < 1 or burst < 1 or limit > 1_000_000 or burst > 1_000_000:
-        raise InvalidSpec("--rate-limit needs 1 to 1000000 requests and a burst of 1 to 1000000", param="rate_limit")
-    return RateSpec(limit, window, burst)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tursi.hardware import HardwareProfile
+from tursi.core.hardware import HardwareProfile
 
 _ARCH_FAMILY = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 

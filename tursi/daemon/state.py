@@ -1,7 +1,7 @@
 """The state store: every SQL statement Tursi runs lives here.
 
 SQLite in WAL mode; the schema version is ``PRAGMA user_version`` and migrations are the
-numbered files in ``tursi/migrations`` (``0001_init.sql``, ...), applied forward only, each in
+numbered files in ``tursi/daemon/migrations`` (``0001_init.sql``, ...), applied forward only, each in
 one transaction.
 """
 
@@ -59,7 +59,7 @@ class Deployment:
         return d
 
 
-def load_migrations(package: str = "tursi.migrations") -> list[tuple[int, str, str]]:
+def load_migrations(package: str = "tursi.daemon.migrations") -> list[tuple[int, str, str]]:
     """(version, filename, sql) for each migration file, sorted by version."""
     found = []
     for entry in resources.files(package).iterdir():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tursi.errors import InvalidRequest
+from tursi.core.errors import InvalidRequest
 
 MAGIC = b"GGUF"
 MAX_KV = 1 << 16

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlparse
 
-from tursi.addresses import is_loopback
-from tursi.errors import (
+from tursi.core.addresses import is_loopback
+from tursi.core.errors import (
     DaemonUnavailable,
     InsecureTransport,
     InternalError,
@@ -29,7 +29,7 @@ from tursi.errors import (
     TursiError,
     error_for_code,
 )
-from tursi.settings import Settings
+from tursi.core.settings import Settings
 
 
 class _UnixConnection(http.client.HTTPConnection):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-from tursi.errors import BundleTooLarge, UnsafeBundle
+from tursi.core.errors import BundleTooLarge, UnsafeBundle
 
 MAX_EXTENDED_HEADER = 64 << 10  # bytes of one PAX or GNU long-name header
 

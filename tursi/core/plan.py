@@ -10,14 +10,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tursi.apikeys import check_key
-from tursi.daemon.health import HealthCheck
-from tursi.daemon.restart import RestartPolicy
-from tursi.errors import InvalidSpec, NotSupported
-from tursi.gguf_header import UNQUANTIZED, read_header
-from tursi.hardware import HardwareProfile
-from tursi.ratelimit import parse_rate_limit
-from tursi.refs import ModelRef
+from tursi.core.access import check_key, parse_rate_limit
+from tursi.core.errors import InvalidSpec, NotSupported
+from tursi.core.hardware import HardwareProfile
+from tursi.core.health import HealthCheck
+from tursi.core.refs import ModelRef
+from tursi.core.restart import RestartPolicy
+from tursi.formats.gguf_header import UNQUANTIZED, read_header
 
 HEALTH_KEYS = ("health_interval", "health_timeout", "health_retries", "health_start_period")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")

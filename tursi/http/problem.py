@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from tursi.errors import InternalError, TursiError, problem_for
+from tursi.core.errors import InternalError, TursiError, problem_for
 
 log = logging.getLogger(__name__)
 

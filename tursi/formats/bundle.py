@@ -24,8 +24,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from converters import cache
-from tursi.errors import BundleTooLarge, DigestMismatch, UnsafeBundle
-from tursi.tar_scan import scan_headers
+from tursi.core.errors import BundleTooLarge, DigestMismatch, UnsafeBundle
+from tursi.formats.tar_scan import scan_headers
 
 INDEX = "tursi-bundle.json"
 PREFIX = "artifact/"

@@ -25,7 +25,7 @@ PROBLEM = {
 NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
 KEY = {"type": "string", "pattern": "^[0-9a-f]{4,32}$"}
 OBJ: dict[str, Any] = {"type": "object"}
-UPLOAD_TYPES = ("application/x-tar", "application/octet-stream")  # what tursi.guards accepts on a bundle upload
+UPLOAD_TYPES = ("application/x-tar", "application/octet-stream")  # what tursi.http.guards accepts on a bundle upload
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:

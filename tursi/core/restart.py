@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tursi.errors import InvalidSpec
+from tursi.core.errors import InvalidSpec
 
 _POLICY = re.compile(r"^(no|always|unless-stopped|on-failure)(?::(\d{1,6}))?$")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tursi.errors import ModelNotFound, UnsafeModel
+from tursi.core.errors import ModelNotFound, UnsafeModel
 
 log = logging.getLogger(__name__)
 

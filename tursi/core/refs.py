@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tursi import safetensors_header
-from tursi.errors import InvalidRequest, ModelNotFound, NotSupported, UnsafeModel
+from tursi.core.errors import InvalidRequest, ModelNotFound, NotSupported, UnsafeModel
+from tursi.formats import safetensors_header
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def resolve(
     if path is not None:
         return _from_path(reference, path.absolute(), display=path.name, allow_pickle=allow_pickle)
     if _HUB_ID.match(reference):
-        from tursi.hub import fetch
+        from tursi.core.hub import fetch
 
         folder = fetch(reference, revision=revision, allow_pickle=allow_pickle)
         return _from_path(reference, folder, display=reference.split("/")[-1].lower(), allow_pickle=allow_pickle)

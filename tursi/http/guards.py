@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tursi.addresses import is_loopback as is_loopback_bind
-from tursi.errors import (
+from tursi.core.addresses import is_loopback as is_loopback_bind
+from tursi.core.errors import (
     CrossSiteRequest,
     HostNotAllowed,
     InvalidRequest,

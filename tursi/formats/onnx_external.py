@@ -30,7 +30,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tursi.errors import UnsafeModel
+from tursi.core.errors import UnsafeModel
 
 MAX_DEPTH = 64  # nested graphs (If/Loop bodies) deeper than this are refused, not recursed into
 EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
