@@ -30,8 +30,8 @@ def _tursi_command() -> list[str]:
 def run(idle_s: float, ps_runs: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with BenchDaemon() as daemon:  # a fresh home: the first up converts
-        assert daemon.proc is not None
-        proc = psutil.Process(daemon.proc.pid)
+        assert daemon.handle is not None
+        proc = psutil.Process(daemon.handle.pid)
         time.sleep(2.0)
         out["tursid_fresh_rss_bytes"] = proc.memory_info().rss
         out["up_cold_s"] = round(_timed(daemon, "up", "minilm", "--name", "cold"), 2)

@@ -4,33 +4,29 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from tursi.client.control import ControlClient
+from tursi.client.daemon_start import DaemonHandle, start_tursid
+from tursi.core.errors import DaemonUnavailable
 
 
 class BenchDaemon:
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="tursi-bench-"))
         self.env = {**os.environ, "TURSI_HOME": str(self.home), "TURSI_NO_AUTOSTART": "1", **(extra_env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.handle: DaemonHandle | None = None
 
     def __enter__(self) -> BenchDaemon:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tursi.daemon"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
         client = ControlClient(f"unix://{self.home / 'tursid.sock'}")
-        deadline = time.monotonic() + 20
-        while not client.healthy():
-            if time.monotonic() > deadline:
-                raise RuntimeError("tursid did not start")
-            time.sleep(0.05)
+        try:  # output discarded, and in the bench's own session: Ctrl-C stops it too
+            self.handle = start_tursid(client, self.env, timeout_s=20, new_session=False)
+        except DaemonUnavailable as e:
+            raise RuntimeError(f"tursid did not start: {e}") from e
         return self
 
     def cli(self, *args: str) -> str:
@@ -42,6 +38,5 @@ class BenchDaemon:
         return {d["name"]: d for d in json.loads(self.cli("ps", "--format", "json"))}[name]
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=60)
+        if self.handle is not None:
+            self.handle.stop(timeout_s=60)

@@ -1,28 +1,21 @@
 """Runtimes: one protocol, several backends.
 
 Lifecycle of a runtime inside a worker process:
-  1. ``load(artifact_dir, ...)`` (a classmethod) reads the manifest and the model files, imports its
-     native library (onnxruntime, llama_cpp) and builds a session. Never at import time.
-  2. ``info()`` reports metadata for /v1/models and the worker's logs.
-  3. Task methods (``embed(texts)``) run inference; they are synchronous and CPU-bound, so the worker
-     calls them from a thread, never on the event loop.
+  1. ``load_runtime(artifact_dir, manifest, ...)`` picks the backend from the manifest's plan; its ``load``
+     classmethod reads the model files, imports its native library (onnxruntime, llama_cpp) and builds a session.
+     Never at import time.
+  2. ``info()`` reports metadata for /ready and the worker's logs.
+  3. Task methods (``embed(texts)``, ``generate(prompt, sampling)``, ...; ``runtimes.protocol`` declares them per
+     task) run inference; they are synchronous and CPU-bound, so the worker calls them from a thread, never on the
+     event loop.
 """
 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any
 
-
-class EmbeddingRuntime(Protocol):
-    dimension: int
-
-    def info(self) -> dict[str, Any]: ...
-
-    def embed(self, texts: list[str]) -> tuple[Any, int]:
-        """(float32 array [n, dimension], number of input tokens)."""
-        ...
-
+from runtimes.protocol import Runtime
 
 DEFAULT_CTX = 4096
 
@@ -45,7 +38,7 @@ def model_path(artifact_dir: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def load_runtime(artifact_dir: Path, manifest: dict[str, Any], threads: int, ctx_size: int = 0) -> Any:
+def load_runtime(artifact_dir: Path, manifest: dict[str, Any], threads: int, ctx_size: int = 0) -> Runtime:
     plan = manifest.get("plan", {})
     runtime = plan.get("runtime")
     if runtime == "onnxruntime":

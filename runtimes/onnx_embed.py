@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tursi.core.errors import InvalidRequest
 
@@ -13,8 +13,6 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class OnnxEmbedder:
-    batchable = True  # the worker may coalesce concurrent requests into one call of embed_batch
-
     def __init__(
         self, session: Any, tokenizer: Any, pooling: dict[str, Any], model_file: Path, pad_id: int = 0
     ) -> None:
@@ -27,7 +25,7 @@ class OnnxEmbedder:
         self.dimension = int(session.get_outputs()[0].shape[-1])
 
     @classmethod
-    def load(cls, artifact: Path, *, model_file: Path | None = None, threads: int = 0) -> OnnxEmbedder:
+    def load(cls, artifact: Path, *, model_file: Path | None = None, threads: int = 0) -> Self:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from runtimes.onnx_embed import OnnxEmbedder
 from tursi.core.errors import InvalidRequest
@@ -22,13 +22,13 @@ class OnnxClassifier(OnnxEmbedder):
     multi_label: bool
 
     @classmethod
-    def load(cls, artifact: Path, *, model_file: Path | None = None, threads: int = 0) -> OnnxClassifier:
+    def load(cls, artifact: Path, *, model_file: Path | None = None, threads: int = 0) -> Self:
         model = super().load(artifact, model_file=model_file, threads=threads)
         config = json.loads((artifact / "config.json").read_text(encoding="utf-8"))
         id2label = config.get("id2label") or {}
         model.labels = {int(k): str(v) for k, v in id2label.items()}
         model.multi_label = config.get("problem_type") == "multi_label_classification"
-        return model  # type: ignore[return-value]
+        return model
 
     def probabilities(self, texts: list[str]) -> tuple[Any, int]:
         import numpy as np
@@ -51,16 +51,17 @@ class OnnxFillMask(OnnxEmbedder):
     mask_id: int
 
     @classmethod
-    def load(cls, artifact: Path, *, model_file: Path | None = None, threads: int = 0) -> OnnxFillMask:
+    def load(cls, artifact: Path, *, model_file: Path | None = None, threads: int = 0) -> Self:
         model = super().load(artifact, model_file=model_file, threads=threads)
         cfg_path = artifact / "tokenizer_config.json"
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
-        token = cfg.get("mask_token") if isinstance(cfg.get("mask_token"), str) else "[MASK]"
+        cfg: dict[str, Any] = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+        found = cfg.get("mask_token")
+        token = found if isinstance(found, str) else "[MASK]"
         mask_id = model.tokenizer.token_to_id(token)
         if mask_id is None:
             raise ValueError(f"the tokenizer has no mask token {token!r}")
         model.mask_token, model.mask_id = token, int(mask_id)
-        return model  # type: ignore[return-value]
+        return model
 
     def mask_logits(self, texts: list[str]) -> tuple[list[Any], int]:
         """Logits at each text's first mask position."""
@@ -79,7 +80,7 @@ class OnnxFillMask(OnnxEmbedder):
             rows.append(np.asarray(logits[i, positions[0]]))
         return rows, int(mask.sum())
 
-    def fill_mask(self, texts: list[str], top_k: int) -> tuple[list[list[dict[str, Any]]], int]:
+    def fill_mask(self, texts: list[str], top_k: int | None) -> tuple[list[list[dict[str, Any]]], int]:
         rows, tokens = self.mask_logits(texts)
         out = []
         for text, row in zip(texts, rows, strict=True):

@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 
 from tursi.client.control import ControlClient
+from tursi.client.daemon_start import DaemonHandle, daemon_command, spawn_tursid
+from tursi.core.errors import DaemonUnavailable
 from tursi.core.refs import find_package_dir
 
 CLI = [sys.executable, "-m", "tursi.cli"]
-DAEMON = [sys.executable, "-m", "tursi.daemon"]
+DAEMON = daemon_command()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
@@ -105,35 +107,39 @@ def _is_tursid(pid: int) -> bool:
 
 
 class DaemonProc:
+    """A tursid for one test, started by the same helper as the CLI's autostart; its output in tursid.test.log."""
+
     def __init__(self, env: Env, command: list[str] | None = None) -> None:
         self.env = env
         self.command = command or DAEMON
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.handle: DaemonHandle | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.handle.process if self.handle is not None else None
 
     def start(self) -> DaemonProc:
-        self.env.home.mkdir(parents=True, exist_ok=True)
-        log = (self.env.home / "tursid.test.log").open("ab")
-        self.proc = subprocess.Popen(self.command, env=self.env.vars, stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        wait_for(lambda: self.proc.poll() is not None or self.env.client.healthy(), timeout=20)
-        if self.proc.poll() is not None:
-            raise AssertionError(f"tursid exited {self.proc.returncode}: {self.log()}")
+        client = self.env.client
+        self.handle = spawn_tursid(client.url, self.env.vars, log_path=self.log_path, command=self.command)
+        try:
+            self.handle.wait_healthy(client, timeout_s=20)
+        except DaemonUnavailable as e:
+            raise AssertionError(f"{e.detail}: {self.log()}") from None
         return self
 
+    @property
+    def log_path(self) -> Path:
+        return self.env.home / "tursid.test.log"
+
     def log(self) -> str:
-        p = self.env.home / "tursid.test.log"
-        return p.read_text(errors="replace") if p.exists() else ""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def terminate(self, timeout: float = 30) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
+        return self.handle.stop(timeout_s=timeout) if self.handle is not None else 0
 
     def kill9(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.handle is not None:
+            self.handle.kill()
 
 
 @pytest.fixture

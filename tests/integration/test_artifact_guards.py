@@ -19,11 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tursi.core.hardware import HardwareProfile, detect_cached
 from tursi.core.settings import Settings
-from tursi.daemon.app import build_app
+from tursi.daemon.app import build_app, open_daemon
 from tursi.daemon.context import Daemon
-from tursi.daemon.sampler import Sampler
-from tursi.daemon.state import StateStore
-from tursi.daemon.supervisor import Supervisor
 from tursi.formats import bundle
 
 KEY = "c0ffee" * 5 + "ab"
@@ -40,15 +37,14 @@ def hardware(tmp_path_factory: pytest.TempPathFactory) -> HardwareProfile:
 async def tursid(home: Path, hardware: HardwareProfile, **env: str) -> AsyncIterator[tuple[TestClient, Daemon]]:
     settings = Settings.load({"TURSI_HOME": str(home), **env})
     settings.ensure_dirs()
-    store = StateStore(settings.db_path)
-    daemon = Daemon(settings, store, Supervisor(store, settings.logs_dir, grace_s=1), Sampler(store), hardware)
+    daemon = open_daemon(settings, hardware)
     client = TestClient(TestServer(build_app(daemon, require_token=False)))
     await client.start_server()
     try:
         yield client, daemon
     finally:
         await client.close()
-        store.close()
+        daemon.store.close()
 
 
 def run(home: Path, hardware: HardwareProfile, scenario: Callable[[TestClient, Daemon], Awaitable[Any]], **env: str):

@@ -1,14 +1,26 @@
-"""tursid as a real process: socket, single instance, signals, errors over real HTTP, autostart."""
+"""tursid as a real process: socket, single instance, signals, the CLI's error mapping, autostart. The control
+API's own refusals (problem+json codes) run in process: tests/unit/test_control_api.py."""
 
 from __future__ import annotations
 
 import json
 import stat
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import DAEMON, DaemonProc, Env, wait_for
+from tests.conftest import DAEMON, DaemonProc, Env, make_env, stop_everything_in, wait_for
+
+
+@pytest.fixture(scope="module")
+def idle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """One tursid for the CLI's refusals below: none of them deploys anything (each case checks)."""
+    env = make_env(tmp_path_factory.mktemp("refusals") / "home")
+    daemon = DaemonProc(env).start()
+    yield env
+    daemon.terminate()
+    stop_everything_in(env.home)
 
 
 def test_socket_is_private_and_health_answers(env: Env, daemon: DaemonProc) -> None:
@@ -40,41 +52,6 @@ def test_stale_socket_after_sigkill_is_replaced(env: Env, daemon: DaemonProc) ->
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "body", "status", "code"),
-    [
-        ("GET", "/v1/nope", None, 404, "not_found"),
-        ("GET", "/v1/deployments/ghost", None, 404, "deployment_not_found"),
-        ("DELETE", "/v1/deployments/ghost", None, 404, "deployment_not_found"),
-        ("GET", "/v1/deployments/ghost/logs", None, 404, "deployment_not_found"),
-        ("POST", "/v1/deployments", b"{not json", 400, "invalid_request"),
-        ("POST", "/v1/deployments", b"[1, 2]", 400, "invalid_request"),
-        ("POST", "/v1/deployments", b"{}", 400, "invalid_spec"),
-        ("POST", "/v1/deployments", b'{"model": "ghost-model"}', 404, "model_not_found"),
-        ("POST", "/v1/deployments", b'{"model": "minilm", "bits": 3}', 400, "invalid_spec"),
-        ("POST", "/v1/deployments", b'{"model": "minilm", "bits": 4, "quantization": "static"}', 501, "not_supported"),
-        ("POST", "/v1/deployments", b'{"model": "minilm", "calibration": "/no/such"}', 400, "invalid_spec"),
-        ("POST", "/v1/deployments", b'{"model": "minilm", "min_quality": 2}', 400, "invalid_spec"),
-        ("POST", "/v1/deployments", b'{"model": "minilm", "name": "Bad Name!"}', 400, "invalid_spec"),
-        ("POST", "/v1/deployments", b'{"model": "minilm", "port": 70000}', 400, "invalid_spec"),
-        ("POST", "/v1/deployments", b'{"model": "smollm2", "bits": 4}', 400, "invalid_spec"),
-    ],
-)
-def test_api_errors_are_problem_json(
-    env: Env, daemon: DaemonProc, method: str, path: str, body: bytes | None, status: int, code: str
-) -> None:
-    conn = env.client._conn(10)
-    conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    payload = json.loads(resp.read())
-    assert resp.status == status
-    assert resp.getheader("Content-Type").startswith("application/problem+json")
-    assert payload["code"] == code
-    assert payload["status"] == status
-    assert payload["detail"]
-    assert env.client.healthy()  # bad input never takes the daemon down
-
-
-@pytest.mark.parametrize(
     ("args", "exit_code", "message"),
     [
         (["down", "ghost"], 66, "no deployment named 'ghost'"),
@@ -90,13 +67,12 @@ def test_api_errors_are_problem_json(
         (["up", "minilm", "--target", "pi9"], 64, "unknown target profile 'pi9'"),
     ],
 )
-def test_cli_maps_errors_to_one_line_and_exit_status(
-    env: Env, daemon: DaemonProc, args: list[str], exit_code: int, message: str
-) -> None:
-    proc = env.cli(*args)
+def test_cli_maps_errors_to_one_line_and_exit_status(idle: Env, args: list[str], exit_code: int, message: str) -> None:
+    proc = idle.cli(*args)
     assert proc.returncode == exit_code, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert idle.client.request("GET", "/v1/deployments", query={"all": "1"}) == []  # the next case starts clean
 
 
 def test_cli_without_daemon_and_no_autostart_fails_clearly(env: Env) -> None:

@@ -1,5 +1,6 @@
-"""Request guards on a real worker and a real tursid: 413 before the body is read, 408 for a body that trickles
-(while other requests keep being served), 400 for JSON nested too deep, 421 for a foreign Host on loopback."""
+"""Request guards on a real worker: 413 before the body is read, 408 for a body that trickles (while other requests
+keep being served), 400 for JSON nested too deep, 421 for a foreign Host on loopback, and the connection deadlines
+and caps of tursi.http.connections. tursid's own guards run in process: tests/unit/test_control_api.py."""
 
 from __future__ import annotations
 
@@ -13,10 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import DAEMON, DaemonProc, Env
-from tests.integration.test_lifecycle import free_port, post
-from tursi.client.control import ControlClient
-from tursi.core.errors import InvalidRequest, ModelNotFound, RequestTooLarge
+from tests.conftest import DaemonProc, Env
+from tests.integration.test_lifecycle import post
 
 
 def raw_http(port: int, head: str, body: bytes = b"", wait_s: float = 10.0) -> tuple[int, dict]:
@@ -101,15 +100,6 @@ def _worker_refuses_cross_site(port: int, endpoint: str) -> None:
     assert len(OpenAI(base_url=endpoint, api_key="none").embeddings.create(model="g", input=["x"]).data) == 1
 
 
-def test_tursid_guards(env: Env, daemon: DaemonProc) -> None:
-    client = env.client
-    with pytest.raises(RequestTooLarge):  # over tursid's 1 MiB for control requests
-        client.request("POST", "/v1/deployments", {"model": "x" * (2 * 1024 * 1024)})
-    with pytest.raises(InvalidRequest, match="nests deeper"):
-        client.request("POST", "/v1/deployments", {"model": "minilm", "x": json.loads("[" * 40 + "]" * 40)})
-    assert client.healthy()
-
-
 def test_slow_headers_and_connection_floods(env: Env, tiny_bert: Path) -> None:
     """Slowloris on headers is cut at TURSI_HEADER_TIMEOUT, counted from the connection opening: connections
     that send part of their headers and connections that send nothing at all are both closed after the
@@ -160,31 +150,3 @@ def _send(port: int, method: str, path: str, body: bytes | None, headers: dict[s
         return resp.status, json.loads(raw) if "problem+json" in resp.getheader("Content-Type", "") else {}
     finally:
         conn.close()
-
-
-def test_cross_site_requests_to_a_no_auth_loopback_tursid(env: Env) -> None:
-    """What any web page can send to 127.0.0.1 without a CORS preflight (text/plain, a foreign Origin, a cross-site
-    fetch) changes nothing; the CLI's own requests (application/json, no Origin) still work."""
-    port = free_port()
-    env.home.mkdir(parents=True)
-    DaemonProc(env, [*DAEMON, "--listen", f"127.0.0.1:{port}", "--no-auth", "--no-tls"]).start()
-    deploy = json.dumps({"model": "minilm", "host": "0.0.0.0"}).encode()
-    json_type, text = {"Content-Type": "application/json"}, {"Content-Type": "text/plain;charset=UTF-8"}
-    cases = [
-        ("POST", "/v1/deployments", deploy, text, 415, "unsupported_media_type"),  # a form or fetch(no-cors)
-        ("POST", "/v1/deployments", deploy, {}, 415, "unsupported_media_type"),  # a Blob without a type
-        ("POST", "/v1/artifacts/load", b"x" * 512, {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
-        ("POST", "/v1/deployments", deploy, {**json_type, "Origin": "http://evil.example"}, 403, "cross_site_request"),
-        ("POST", "/v1/artifacts/prune", None, {"Origin": "null"}, 403, "cross_site_request"),
-        ("DELETE", "/v1/deployments", None, {"Sec-Fetch-Site": "cross-site"}, 403, "cross_site_request"),
-        ("POST", "/v1/deployments", deploy, {**json_type, "Sec-Fetch-Site": "same-site"}, 403, "cross_site_request"),
-    ]
-    for method, path, body, headers, status, code in cases:
-        got, problem = _send(port, method, path, body, headers)
-        assert (got, problem.get("code")) == (status, code), (method, path, headers, problem)
-    assert env.client.request("GET", "/v1/deployments") == []  # nothing was deployed
-    own = {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"}
-    assert _send(port, "POST", "/v1/artifacts/prune", None, own)[0] == 200  # a page of tursid's own is not refused
-    tcp = ControlClient(f"http://127.0.0.1:{port}")  # what the CLI sends passes the guard and reaches the handler
-    with pytest.raises(ModelNotFound):
-        tcp.request("POST", "/v1/deployments", {"model": "no-such-model-anywhere"})

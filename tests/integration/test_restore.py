@@ -13,6 +13,7 @@ import psutil
 
 from tests.conftest import DaemonProc, Env, wait_for
 from tests.integration.test_lifecycle import embed, free_port
+from tursi.core.worker_settings import WorkerSettings
 
 
 def workers_of(home: Path) -> set[int]:
@@ -31,20 +32,9 @@ def test_restore_after_sigkill(env: Env, daemon: DaemonProc, tiny_bert: Path) ->
     daemon.kill9()
     # a worker nobody owns (as if started right before the crash): the restarted tursid must kill it
     artifact = before["one"]["artifact_path"]
+    settings = WorkerSettings("ghost", "x", artifact, "127.0.0.1", free_port())
     orphan = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tursi.worker",
-            "--name",
-            "ghost",
-            "--model-ref",
-            "x",
-            "--artifact",
-            artifact,
-            "--port",
-            str(free_port()),
-        ],
+        [sys.executable, "-m", "tursi.worker", f"--settings={settings.to_json()}"],
         env=env.vars,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from tursi.core.access import parse_rate_limit
 from tursi.core.errors import BundleTooLarge, DigestMismatch, InvalidRequest, InvalidSpec, UnsafeBundle
-from tursi.core.plan import Options
 from tursi.core.refs import find_package_dir
+from tursi.core.spec import DeploymentSpec, field_names
 from tursi.formats import bundle
 from tursi.formats.gguf_header import InvalidGGUF, read_header
 from tursi.http.guards import parse_json_object
@@ -117,33 +117,14 @@ def test_request_body_parsing(raw: bytes) -> None:
 @FUZZ
 @given(
     st.dictionaries(
-        st.sampled_from(
-            [
-                "quantization",
-                "bits",
-                "threads",
-                "ctx_size",
-                "max_queue",
-                "target",
-                "min_quality",
-                "revision",
-                "allow_pickle",
-                "rate_limit",
-                "restart",
-                "health_interval",
-                "health_retries",
-                "api_key",
-                "max_batch",
-                "batch_wait_ms",
-            ]
-        ),
+        st.sampled_from(field_names()),  # every field of the spec
         json_values,
         max_size=5,
     )
 )
 def test_deployment_options(body: dict[str, Any]) -> None:
     try:
-        Options.parse(body)
+        DeploymentSpec.parse(body)
     except InvalidRequest:  # InvalidSpec and friends
         pass
 

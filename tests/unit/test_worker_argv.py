@@ -1,4 +1,5 @@
-"""The worker command line tursid builds, parsed back by the worker; and the environment workers get."""
+"""The worker command line tursid builds (its settings from the stored spec), parsed back by the worker; and the
+environment workers get."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import time
 
 import pytest
 
+from tursi.core.health import HealthCheck
+from tursi.core.spec import DeploymentSpec
 from tursi.daemon.state import Deployment
-from tursi.daemon.supervisor import child_env, worker_command
-from tursi.worker.__main__ import build_parser
+from tursi.daemon.supervisor import child_env, worker_artifact, worker_command
+from tursi.worker.__main__ import parse_settings
 
 
 def _dep(model: str, **options: object) -> Deployment:
@@ -31,13 +34,41 @@ def _dep(model: str, **options: object) -> Deployment:
 
 @pytest.mark.parametrize("model", ["--help", "-h", "--port=1", "--name", "-", "minilm", "/models/--version"])
 def test_values_that_look_like_options_stay_values(model: str) -> None:
-    dep = _dep(model, rate_limit="", api_key_sha256=None, threads=4)
+    dep = _dep(model, rate_limit=None, api_key_sha256=None, threads=4)
     argv = worker_command(dep, python="python")
     assert argv[:3] == ["python", "-m", "tursi.worker"]
-    args = build_parser().parse_args(argv[3:])
-    assert args.model_ref == model
-    assert (args.name, str(args.artifact), args.port, args.threads) == ("d", dep.artifact_path, 9000, 4)
-    assert (args.rate_limit, args.api_key_sha256) == ("", "")
+    assert len(argv) == 4  # one --opt=value: nothing in it can pass for an option
+    assert argv[3].startswith("--settings=")
+    settings = parse_settings(argv[3:])
+    assert settings.model_ref == model
+    assert (settings.name, settings.artifact, settings.port, settings.spec.threads) == ("d", dep.artifact_path, 9000, 4)
+    assert (settings.spec.rate_limit, settings.api_key_sha256) == (None, None)
+    assert worker_artifact(argv) == dep.artifact_path  # how tursid finds its orphaned workers
+
+
+def test_a_worker_gets_the_stored_serving_settings_and_only_the_key_digest() -> None:
+    key = "k" * 32
+    spec = DeploymentSpec.parse({"model": "m", "max_queue": 0, "max_batch": 1, "rate_limit": "5/s", "api_key": key})
+    dep = _dep("m", **spec.stored_options(api_key_sha256="ab" * 32))
+    argv = worker_command(dep, python="python")
+    assert key not in " ".join(argv)
+    settings = parse_settings(argv[3:])
+    assert (settings.spec.max_queue, settings.spec.max_batch, settings.spec.rate_limit) == (0, 1, "5/second")
+    assert settings.api_key_sha256 == "ab" * 32
+
+
+def test_rows_of_older_tursids_still_start_workers() -> None:
+    """Options stored before the spec (health keys only when given, no batching keys) read as their defaults."""
+    old = {"threads": 2, "ctx_size": 0, "max_queue": 8, "rate_limit": None, "restart": "on-failure:2"}
+    old |= {"restart_on_unhealthy": False, "api_key_sha256": None, "bits": None, "quantization_scheme": "dynamic"}
+    settings = parse_settings(worker_command(_dep("m", **old), python="python")[3:])
+    assert (settings.spec.threads, settings.spec.max_queue, settings.spec.max_batch) == (2, 8, DeploymentSpec.max_batch)
+    stored = DeploymentSpec.from_stored(old)
+    assert str(stored.restart_policy()) == "on-failure:2"
+    assert stored.health_check() == HealthCheck()
+    assert (
+        worker_artifact(["python", "-m", "tursi.worker", "--artifact=/t/artifacts/k", "--port=1"]) == "/t/artifacts/k"
+    )
 
 
 def test_workers_and_converters_get_no_secrets() -> None:

@@ -14,7 +14,7 @@ from tursi.cli import bundles, contexts, down, images, logs, ps, stats, system, 
 from tursi.cli.context import CliContext
 from tursi.cli.render import error
 from tursi.core.errors import InternalError, TursiError, classify
-from tursi.core.settings import Settings
+from tursi.core.settings import Settings, debug_from
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as e:
-        if os.environ.get("TURSI_DEBUG"):
+        if debug_from(os.environ):  # TURSI_DEBUG=0 (or false, no, off) is off
             traceback.print_exc()
         error(f"internal error: {type(e).__name__}: {e}", "set TURSI_DEBUG=1 for the traceback")
         sys.exit(InternalError.exit_code)

@@ -8,50 +8,24 @@ import click
 
 from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
+from tursi.cli.spec_options import request_body, spec_options
 from tursi.cli.transfer import fetch_bundle, send_bundle
 from tursi.cli.up import follow
 from tursi.core.errors import InvalidSpec
 
 
 @click.command("build")
-@click.argument("model")
+@spec_options("source")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .tursi file to write.")
-@click.option("--target", metavar="PROFILE", help="Device profile to build for (default: this machine).")
-@click.option("--bits", type=click.Choice(["4", "8"]), help="Weight bits (as for `tursi up`).")
-@click.option("--quantization", type=click.Choice(["dynamic", "static"]), default="dynamic", show_default=True)
-@click.option("--min-quality", type=click.FloatRange(0, 1), help="Quality guard (as for `tursi up`).")
-@click.option("--calibration", type=click.Path(exists=True, dir_okay=False, resolve_path=True))
-@click.option("--revision", help="Hub revision for a hub id.")
-@click.option("--allow-pickle", is_flag=True, help="Allow pickle weights for sources you trust.")
+@spec_options("conversion")
 @click.option("--name", help="Name stored in the bundle (default: from the model).")
 @pass_cli
-def build_cmd(
-    cli: CliContext,
-    model: str,
-    output: str,
-    target: str | None,
-    bits: str | None,
-    quantization: str,
-    min_quality: float | None,
-    calibration: str | None,
-    revision: str | None,
-    allow_pickle: bool,
-    name: str | None,
-) -> None:
+def build_cmd(cli: CliContext, output: str, name: str | None, **params: Any) -> None:
     """Convert MODEL for a device profile and write it as a .tursi bundle (no deployment)."""
     if not output.endswith(".tursi"):
         raise InvalidSpec("the output file must end in .tursi", param="output")
-    body: dict[str, Any] = {
-        "model": model,
-        "target": target,
-        "bits": int(bits) if bits else None,
-        "quantization": quantization,
-        "min_quality": min_quality,
-        "calibration": calibration,
-        "revision": revision,
-        "allow_pickle": allow_pickle,
-    }
-    event = follow(cli, "/v1/artifacts/build", {k: v for k, v in body.items() if v is not None}, "built")
+    body = request_body(params, "source", "conversion")
+    event = follow(lambda on_event: cli.client.build(body, on_event))
     manifest = event["manifest"]
     size = fetch_bundle(cli, event["key"], output, name or event["name"])
     quant = manifest.get("quantization") or manifest.get("plan", {}).get("quantization")
@@ -67,7 +41,7 @@ def build_cmd(
 @pass_cli
 def save_cmd(cli: CliContext, what: str, output: str) -> None:
     """Export a deployment's artifact (or an artifact by key) as a .tursi bundle."""
-    deps = cli.client.request("GET", "/v1/deployments", query={"all": "1"})
+    deps = cli.client.deployments(all=True)
     dep = next((d for d in deps if d["name"] == what), None)
     key, name = (dep["artifact_key"], dep["name"]) if dep else (what, None)
     size = fetch_bundle(cli, key, output, name)

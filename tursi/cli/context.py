@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import click
 
-from tursi.client.contexts import ContextStore, config_path
+from tursi.client.contexts import ContextStore
 from tursi.client.control import ControlClient, connect
 from tursi.core.settings import Settings
 
@@ -24,7 +23,7 @@ class CliContext:
         if self._client is None:
             settings, url = self.settings, self.daemon_url
             if url is None and settings.host is None:
-                ctx = ContextStore(config_path(os.environ)).current()
+                ctx = ContextStore(settings.contexts_path).current()
                 if ctx is not None:  # --daemon and TURSI_HOST win over the current context
                     url, settings = ctx["host"], for_context(settings, ctx)
             self._client = connect(settings, url)

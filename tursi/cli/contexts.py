@@ -7,11 +7,15 @@ import os
 import click
 
 from tursi.cli import render
-from tursi.client.contexts import ContextStore, config_path
+from tursi.cli.context import CliContext
+from tursi.client.contexts import ContextStore
+from tursi.core.settings import Settings
 
 
 def _store() -> ContextStore:
-    return ContextStore(config_path(os.environ))
+    cli = click.get_current_context().find_object(CliContext)  # set by the `tursi` group
+    settings = cli.settings if cli is not None else Settings.load(os.environ)
+    return ContextStore(settings.contexts_path)
 
 
 @click.group("context")

@@ -19,10 +19,10 @@ def down_cmd(cli: CliContext, name: str | None, down_all: bool) -> None:
     if down_all and name:
         raise InvalidSpec("give a NAME or --all, not both")
     if down_all:
-        removed = cli.client.request("DELETE", "/v1/deployments")["removed"]
+        removed = cli.client.down_all()
     else:
         target = pick_one(cli, name)
-        removed = cli.client.request("DELETE", f"/v1/deployments/{cli.client.quote(target)}")["removed"]
+        removed = cli.client.down(target)
     for n in removed:
         render.out(n)
 

@@ -17,7 +17,7 @@ HEADERS = ("KEY", "SOURCE", "FORMAT", "QUANT", "SIZE", "CREATED", "USED BY")
 @pass_cli
 def images_cmd(cli: CliContext, fmt: str) -> None:
     """List converted artifacts in the cache."""
-    arts = cli.client.request("GET", "/v1/artifacts")
+    arts = cli.client.artifacts()
     if fmt == "json":
         render.as_json(arts)
         return
@@ -44,7 +44,7 @@ def images_cmd(cli: CliContext, fmt: str) -> None:
 @pass_cli
 def rmi_cmd(cli: CliContext, key: str) -> None:
     """Remove an artifact (by key prefix) that no deployment uses."""
-    body = cli.client.request("DELETE", f"/v1/artifacts/{cli.client.quote(key)}")
+    body = cli.client.remove_artifact(key)
     render.out(f"removed {body['removed'][0][:12]} ({render.human_size(body['freed_bytes'])})")
 
 
@@ -52,7 +52,7 @@ def rmi_cmd(cli: CliContext, key: str) -> None:
 @pass_cli
 def prune_cmd(cli: CliContext) -> None:
     """Remove every artifact no deployment uses."""
-    body = cli.client.request("POST", "/v1/artifacts/prune")
+    body = cli.client.prune()
     for key in body["removed"]:
         render.out(f"removed {key[:12]}")
     render.out(f"freed {render.human_size(body['freed_bytes'])}")

@@ -21,8 +21,7 @@ def logs_cmd(
 ) -> None:
     """Print the logs of NAME (or of the only deployment), rotated files included."""
     target = pick_one(cli, name)
-    query = {"tail": tail, "follow": 1 if follow else None, "since": since, "timestamps": 1 if timestamps else None}
-    for line in cli.client.stream_lines("GET", f"/v1/deployments/{cli.client.quote(target)}/logs", query=query):
+    for line in cli.client.logs(target, follow=follow, tail=tail, since=since, timestamps=timestamps):
         render.write_raw(line)
 
 

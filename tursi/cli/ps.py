@@ -9,18 +9,19 @@ import click
 
 from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
+from tursi.client.types import Deployment
 
 HEADERS = ("NAME", "MODEL", "FORMAT", "QUANT", "ENDPOINT", "STATUS", "UPTIME", "MEM")
 
 
-def status_text(dep: dict[str, Any], now: float) -> str:
+def status_text(dep: Deployment, now: float) -> str:
     restarts = dep.get("restart_count") or 0
     suffix = f" ({restarts} restart{'s' if restarts != 1 else ''})" if restarts else ""
     health = f" ({dep['health']})" if dep.get("health") and dep["status"] == "running" else ""
     return _status_word(dep, now) + health + suffix
 
 
-def _status_word(dep: dict[str, Any], now: float) -> str:
+def _status_word(dep: Deployment, now: float) -> str:
     status = dep["status"]
     if status == "running":
         return "Up"
@@ -36,8 +37,8 @@ def _status_word(dep: dict[str, Any], now: float) -> str:
     return status.capitalize()
 
 
-def row(dep: dict[str, Any], now: float) -> list[Any]:
-    up = dep["status"] in ("running", "starting", "restarting") and dep.get("started_at")
+def row(dep: Deployment, now: float) -> list[Any]:
+    started = dep.get("started_at") if dep["status"] in ("running", "starting", "restarting") else None
     return [
         dep["name"],
         dep["model"],
@@ -45,7 +46,7 @@ def row(dep: dict[str, Any], now: float) -> list[Any]:
         dep["quantization"],
         dep["endpoint"] + (" (open: no api key)" if dep.get("warnings") else ""),
         status_text(dep, now),
-        render.human_duration(now - dep["started_at"]) if up else "-",
+        render.human_duration(now - started) if started else "-",
         render.human_size(dep.get("mem_bytes")),
     ]
 
@@ -56,7 +57,7 @@ def row(dep: dict[str, Any], now: float) -> list[Any]:
 @pass_cli
 def ps_cmd(cli: CliContext, show_all: bool, fmt: str) -> None:
     """List deployments."""
-    deps = cli.client.request("GET", "/v1/deployments", query={"all": 1 if show_all else None})
+    deps = cli.client.deployments(all=show_all)
     if fmt == "json":
         render.as_json(deps)
         return
@@ -72,7 +73,7 @@ def ps_cmd(cli: CliContext, show_all: bool, fmt: str) -> None:
 @pass_cli
 def inspect_cmd(cli: CliContext, name: str) -> None:
     """Show everything about one deployment as JSON: plan, manifest, events."""
-    render.as_json(cli.client.request("GET", f"/v1/deployments/{cli.client.quote(name)}"))
+    render.as_json(cli.client.deployment(name))
 
 
 def pick_one(cli: CliContext, name: str | None) -> str:
@@ -81,7 +82,7 @@ def pick_one(cli: CliContext, name: str | None) -> str:
         return name
     from tursi.core.errors import AmbiguousDeployment
 
-    deps = cli.client.request("GET", "/v1/deployments", query={"all": 1})
+    deps = cli.client.deployments(all=True)
     if len(deps) == 1:
         return str(deps[0]["name"])
     if not deps:

@@ -10,6 +10,7 @@ import click
 
 from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
+from tursi.client.types import StatsSnapshot
 
 HEADERS = ("NAME", "PID", "CPU %", "MEM USAGE / LIMIT", "MEM %", "REQ/S", "P50", "P95", "TOK/S", "429", "REQUESTS")
 
@@ -24,7 +25,7 @@ def _ms(seconds: float | None) -> str:
     return ">30s" if seconds == float("inf") else f"<={seconds * 1000:.0f}ms"
 
 
-def format_snapshot(snap: dict[str, Any]) -> str:
+def format_snapshot(snap: StatsSnapshot) -> str:
     rows = [
         [
             d["name"],
@@ -61,11 +62,11 @@ def format_snapshot(snap: dict[str, Any]) -> str:
 def stats_cmd(cli: CliContext, no_stream: bool, fmt: str) -> None:
     """Resource use of running deployments, sampled by tursid."""
     if no_stream:
-        snap = cli.client.request("GET", "/v1/stats")
+        snap = cli.client.stats()
         render.as_json(snap) if fmt == "json" else render.out(format_snapshot(snap))
         return
     tty = sys.stdout.isatty()
-    for snap in cli.client.stream_events("GET", "/v1/stats", query={"stream": 1}):
+    for snap in cli.client.stats_stream():
         if fmt == "json":
             render.out(json.dumps(snap, sort_keys=True))
         elif tty:

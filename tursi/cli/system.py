@@ -13,7 +13,7 @@ from tursi.cli.context import CliContext, pass_cli
 @pass_cli
 def system_cmd(cli: CliContext, fmt: str) -> None:
     """Hardware profile and versions of the machine tursid runs on."""
-    info = cli.client.request("GET", "/v1/system")
+    info = cli.client.system()
     if fmt == "json":
         render.as_json(info)
         return

@@ -5,20 +5,18 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from tursi.cli import render
 from tursi.cli.context import CliContext
+from tursi.client.types import LoadedBundle
 
 
-def send_bundle(cli: CliContext, path: str, force: bool) -> dict[str, Any]:
+def send_bundle(cli: CliContext, path: str, force: bool) -> LoadedBundle:
     """Upload a .tursi file to the current daemon, which verifies it before it keeps anything."""
     size = os.path.getsize(path)
     transfer = render.Transfer(f"sending {os.path.basename(path)} to {cli.client.url}", size)
     with open(path, "rb") as fh:
-        answer = cli.client.upload(
-            "/v1/artifacts/load", render.CountingReader(fh, transfer), size, {"force": "1" if force else None}
-        )
+        answer = cli.client.load(render.CountingReader(fh, transfer), size, force=force)
     transfer.close()
     for warning in answer.get("warnings") or ():
         render.out(f"warning: {warning} (loaded because of --force)", err=True)
@@ -33,7 +31,8 @@ def send_bundle(cli: CliContext, path: str, force: bool) -> dict[str, Any]:
 
 def fetch_bundle(cli: CliContext, key: str, out: str, name: str | None) -> int:
     """Download an artifact as a bundle into ``out`` (written beside it, renamed when complete)."""
-    resp, length = cli.client.download(f"/v1/artifacts/{cli.client.quote(key)}/bundle", {"name": name})
+    download = cli.client.export_bundle(key, name)
+    resp, length = download.body, download.length
     target = Path(out)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
     transfer = render.Transfer(f"writing {target}", length)

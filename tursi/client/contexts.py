@@ -7,19 +7,12 @@ import os
 import re
 import tempfile
 import urllib.parse
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tursi.core.addresses import is_loopback
 from tursi.core.errors import DeploymentExists, InsecureTransport, InvalidSpec, ModelNotFound
-
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-
-
-def config_path(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME", os.path.expanduser("~")), ".config")
-    return Path(base) / "tursi" / "contexts.json"
+from tursi.core.names import NAME_RULE, is_valid_name
 
 
 class ContextStore:
@@ -43,8 +36,8 @@ class ContextStore:
     def create(
         self, name: str, host: str, token: str | None, tls_ca: str | None = None, tls_fingerprint: str | None = None
     ) -> None:
-        if not NAME.match(name) or name == "default":
-            raise InvalidSpec("a context name is [a-z0-9][a-z0-9._-]{0,63} and not 'default'", param="name")
+        if not is_valid_name(name) or name == "default":
+            raise InvalidSpec(f"a context name is {NAME_RULE} and not 'default'", param="name")
         if not re.match(r"^(unix:///|https?://)", host):
             raise InvalidSpec("--host must be unix:///path or http(s)://host:port", param="host")
         if token and host.startswith("http://") and not is_loopback(urllib.parse.urlsplit(host).hostname or ""):

@@ -12,14 +12,26 @@ import json
 import os
 import socket
 import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode, urlparse
 
+from tursi.client.daemon_start import start_tursid
+from tursi.client.types import (
+    Artifact,
+    BuiltEvent,
+    BundleDownload,
+    Deployment,
+    DeploymentDetail,
+    LoadedBundle,
+    OnEvent,
+    ProgressEvent,
+    ReadyEvent,
+    Removal,
+    StatsSnapshot,
+    SystemInfo,
+)
 from tursi.core.addresses import is_loopback
 from tursi.core.errors import (
     DaemonUnavailable,
@@ -29,7 +41,7 @@ from tursi.core.errors import (
     TursiError,
     error_for_code,
 )
-from tursi.core.settings import Settings
+from tursi.core.settings import Settings, cli_only
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -244,6 +256,95 @@ class ControlClient:
     def quote(name: str) -> str:
         return quote(name, safe="")
 
+    # -- one method per operation of the control API: the CLI calls these and spells no URL ----------------------
+
+    def up(self, spec: Mapping[str, Any], on_event: OnEvent | None = None) -> ReadyEvent:
+        """Deploy: ``spec`` is the request body (a None value: the daemon's default). ``on_event`` sees each
+        progress event; returns the ``ready`` event, raises the error the daemon streamed."""
+        return cast(ReadyEvent, self._progress("/v1/deployments", spec, "ready", on_event))
+
+    def build(self, spec: Mapping[str, Any], on_event: OnEvent | None = None) -> BuiltEvent:
+        """Convert for a target into the daemon's cache (no deployment); returns the ``built`` event."""
+        return cast(BuiltEvent, self._progress("/v1/artifacts/build", spec, "built", on_event))
+
+    def deployments(self, all: bool = False) -> list[Deployment]:
+        """Running deployments, or every one with ``all`` (stopped and failed too)."""
+        return cast(list[Deployment], self.request("GET", "/v1/deployments", query={"all": 1 if all else None}))
+
+    def deployment(self, name: str) -> DeploymentDetail:
+        """One deployment with its manifest and latest events (`inspect`)."""
+        return cast(DeploymentDetail, self.request("GET", f"/v1/deployments/{self.quote(name)}"))
+
+    def down(self, name: str) -> list[str]:
+        """Stop and remove one deployment; the names removed."""
+        return cast(list[str], self.request("DELETE", f"/v1/deployments/{self.quote(name)}")["removed"])
+
+    def down_all(self) -> list[str]:
+        """Stop and remove every deployment; the names removed."""
+        return cast(list[str], self.request("DELETE", "/v1/deployments")["removed"])
+
+    def logs(
+        self,
+        name: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: str | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[bytes]:
+        """A deployment's log lines as raw bytes; with ``follow`` until the deployment stops."""
+        query = {"tail": tail, "follow": 1 if follow else None, "since": since, "timestamps": 1 if timestamps else None}
+        return self.stream_lines("GET", f"/v1/deployments/{self.quote(name)}/logs", query=query)
+
+    def stats(self) -> StatsSnapshot:
+        """The latest resource sample."""
+        return cast(StatsSnapshot, self.request("GET", "/v1/stats"))
+
+    def stats_stream(self) -> Iterator[StatsSnapshot]:
+        """Every new resource sample, as the daemon takes them, until the connection ends."""
+        return cast(Iterator[StatsSnapshot], self.stream_events("GET", "/v1/stats", query={"stream": 1}))
+
+    def system(self) -> SystemInfo:
+        """Hardware profile and versions of the daemon's machine."""
+        return cast(SystemInfo, self.request("GET", "/v1/system"))
+
+    def artifacts(self) -> list[Artifact]:
+        """The artifact cache (`images`)."""
+        return cast(list[Artifact], self.request("GET", "/v1/artifacts"))
+
+    def remove_artifact(self, key: str) -> Removal:
+        """Remove the artifact whose key starts with ``key`` (no deployment may use it)."""
+        return cast(Removal, self.request("DELETE", f"/v1/artifacts/{self.quote(key)}"))
+
+    def prune(self) -> Removal:
+        """Remove every artifact no deployment uses."""
+        return cast(Removal, self.request("POST", "/v1/artifacts/prune"))
+
+    def load(self, bundle: Any, length: int, *, force: bool = False) -> LoadedBundle:
+        """Upload a `.tursi` bundle (a binary file object of ``length`` bytes); the daemon verifies it all first.
+        ``force`` loads one built for other hardware."""
+        query = {"force": "1" if force else None}
+        return cast(LoadedBundle, self.upload("/v1/artifacts/load", bundle, length, query))
+
+    def export_bundle(self, key: str, name: str | None = None) -> BundleDownload:
+        """An artifact as a `.tursi` stream (``name``: the name stored in the bundle)."""
+        resp, length = self.download(f"/v1/artifacts/{self.quote(key)}/bundle", {"name": name})
+        return BundleDownload(resp, length)
+
+    def _progress(self, path: str, spec: Mapping[str, Any], final: str, on_event: OnEvent | None) -> dict[str, Any]:
+        body = {k: v for k, v in spec.items() if v is not None}
+        for event in self.stream_events("POST", path, body):
+            kind = event.get("event")
+            if kind == "error":
+                raise problem_to_error(event)
+            if kind == final:
+                return event
+            if on_event is not None:
+                on_event(cast(ProgressEvent, event))
+        raise DaemonUnavailable(
+            "tursid closed the connection before it finished (did it stop?)", hint="check `tursi ps -a` and its log"
+        )
+
 
 def daemon_url(settings: Settings, override: str | None = None) -> str:
     return override or settings.host or f"unix://{settings.socket_path}"
@@ -256,29 +357,11 @@ def connect(settings: Settings, override: str | None = None) -> ControlClient:
     local_default = url == f"unix://{settings.socket_path}"
     if not local_default or not settings.autostart or client.healthy():
         return client
-    start_daemon(settings)
-    deadline = time.monotonic() + 15.0
-    while time.monotonic() < deadline:
-        if client.healthy():
-            return client
-        time.sleep(0.05)
-    raise DaemonUnavailable(f"started tursid but it did not answer on {url}", hint=f"see {settings.daemon_log}")
-
-
-def start_daemon(settings: Settings) -> None:
     settings.ensure_dirs()
-    log = Path(settings.daemon_log).open("ab")  # O_APPEND: tursid rotates it by copy and truncate
     env = {**daemon_env(os.environ), "TURSI_HOME": str(settings.home)}
-    subprocess.Popen(
-        [sys.executable, "-m", "tursi.daemon"],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        env=env,
-        start_new_session=True,
-        close_fds=True,
-    )
-    log.close()
+    # not fail_on_exit: ours exits at once when another CLI's autostart won the home's lock, and that one answers
+    start_tursid(client, env, log_path=Path(settings.daemon_log), timeout_s=15.0, fail_on_exit=False)
+    return client
 
 
 # What an autostarted tursid inherits from the CLI's shell: what it and its workers and converters need to run,
@@ -291,7 +374,7 @@ _DAEMON_ENV = frozenset(
     | {f"{name}_proxy" for name in ("http", "https", "all", "no")}
 )
 _DAEMON_ENV_PREFIXES = ("LC_", "XDG_", "HF_", "PYTHON", "TURSI_")
-_CLIENT_ONLY = frozenset({"TURSI_TOKEN", "TURSI_HOST", "TURSI_TLS_CA", "TURSI_TLS_FINGERPRINT"})  # the CLI's own
+_CLIENT_ONLY = cli_only()  # TURSI_HOST, TURSI_TOKEN, TURSI_TLS_*: how the CLI reaches a daemon
 
 
 def daemon_env(environ: Mapping[str, str]) -> dict[str, str]:

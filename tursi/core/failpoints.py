@@ -1,4 +1,4 @@
-"""Named failpoints for fault-injection tests, off unless TURSI_FAILPOINTS=1.
+"""Named failpoints for fault-injection tests, off unless TURSI_FAILPOINTS is on (and TURSI_HOME is set).
 
 When enabled, ``hit(name)`` reads ``$TURSI_HOME/failpoints.json`` (``{"name": "kill" | "raise"}``) at every call,
 so a test can arm and disarm points without restarting anything. ``kill`` is SIGKILL to the calling process
@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-from pathlib import Path
+
+from tursi.core.settings import failpoints_file
 
 NAMES = (
     "convert.after_export",  # converter child: fp32 export done, nothing quantized yet (mid-conversion)
@@ -23,13 +24,11 @@ NAMES = (
 
 
 def hit(name: str) -> None:
-    if os.environ.get("TURSI_FAILPOINTS") != "1":
-        return
-    home = os.environ.get("TURSI_HOME")
-    if not home:
+    path = failpoints_file(os.environ)  # read at every call: nothing to set up, nothing read at import
+    if path is None:
         return
     try:
-        armed = json.loads((Path(home) / "failpoints.json").read_text(encoding="utf-8"))
+        armed = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
     action = armed.get(name) if isinstance(armed, dict) else None

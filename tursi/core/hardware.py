@@ -68,7 +68,7 @@ class HardwareProfile:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HardwareProfile:
-        fields = {k: d.get(k) for k in cls.__dataclass_fields__ if k in d}
+        fields: dict[str, Any] = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         fields["features"] = tuple(sorted(fields.get("features") or ()))
         return cls(**fields)
 

@@ -10,118 +10,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tursi.core.access import check_key, parse_rate_limit
 from tursi.core.errors import InvalidSpec, NotSupported
 from tursi.core.hardware import HardwareProfile
-from tursi.core.health import HealthCheck
 from tursi.core.refs import ModelRef
-from tursi.core.restart import RestartPolicy
+from tursi.core.spec import DEFAULT_MIN_QUALITY, DeploymentSpec
 from tursi.formats.gguf_header import UNQUANTIZED, read_header
-
-HEALTH_KEYS = ("health_interval", "health_timeout", "health_retries", "health_start_period")
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-
-
-@dataclass(frozen=True)
-class Options:
-    quantization: str = "dynamic"
-    bits: int | None = None  # None: the default for the model kind
-    threads: int = 0  # 0: physical cores
-    ctx_size: int = 0  # 0: the model's trained context, capped at 4096
-    max_queue: int = 32
-    target: str | None = None  # a platform/profiles name to plan for instead of this machine
-    min_quality: float | None = None  # quality guard threshold; None: the default for the model kind
-    calibration: str | None = None  # text file for static int8 calibration
-    revision: str | None = None  # hub revision (branch, tag or commit)
-    allow_pickle: bool = False
-    rate_limit: str | None = None  # normalised spec, e.g. "100/minute;burst=20"
-    restart: str = "no"
-    health: dict[str, Any] = field(default_factory=dict)  # health_interval/timeout/retries/start_period
-    restart_on_unhealthy: bool = False
-    api_key: str | None = None  # plain key, in memory only: the deployment stores its sha256
-    max_batch: int = 32  # encoders: most texts coalesced into one session run (1: no batching)
-    batch_wait_ms: float = 2.0  # encoders: how long a batch waits for stragglers once requests coalesce
-
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> Options:
-        quant = body.get("quantization") or "dynamic"
-        bits = body.get("bits")
-        if quant not in ("dynamic", "static"):
-            raise InvalidSpec("--quantization must be 'dynamic' or 'static'", param="quantization")
-        if bits is not None and (isinstance(bits, bool) or bits not in (4, 8)):
-            raise InvalidSpec("--bits must be 4 or 8", param="bits")
-        max_queue = 32 if body.get("max_queue") is None else _count(body, "max_queue", 0, 4096)
-        threads, ctx = _count(body, "threads", 0, 1024), _count(body, "ctx_size", 0, 1 << 20)
-        target = body.get("target")
-        if target is not None and not isinstance(target, str):
-            raise InvalidSpec("--target must be a profile name", param="target")
-        min_quality = body.get("min_quality")
-        if min_quality is not None and (
-            isinstance(min_quality, bool) or not isinstance(min_quality, int | float) or not 0 <= min_quality <= 1
-        ):
-            raise InvalidSpec("--min-quality must be a number from 0 to 1", param="min_quality")
-        calibration = body.get("calibration")
-        if calibration is not None and (not isinstance(calibration, str) or not Path(calibration).is_file()):
-            raise InvalidSpec(f"--calibration {calibration!r} is not a readable file", param="calibration")
-        revision = body.get("revision")
-        if revision is not None and (not isinstance(revision, str) or not re.fullmatch(r"[\w./-]{1,128}", revision)):
-            raise InvalidSpec("--revision must be a branch, tag or commit", param="revision")
-        allow_pickle = body.get("allow_pickle", False)
-        if not isinstance(allow_pickle, bool):
-            raise InvalidSpec("'allow_pickle' must be true or false", param="allow_pickle")
-        rate = body.get("rate_limit")
-        if rate is not None and not isinstance(rate, str):
-            raise InvalidSpec("--rate-limit must be a string like 100/minute", param="rate_limit")
-        rate_limit = str(parse_rate_limit(rate)) if rate else None
-        restart = body.get("restart")
-        if restart is not None and not isinstance(restart, str):
-            raise InvalidSpec("--restart must be a string", param="restart")
-        policy = str(RestartPolicy.parse(restart))
-        health = {k: body[k] for k in HEALTH_KEYS if body.get(k) is not None}
-        HealthCheck.from_options(health)  # validates
-        on_unhealthy = body.get("restart_on_unhealthy", False)
-        if not isinstance(on_unhealthy, bool):
-            raise InvalidSpec("'restart_on_unhealthy' must be true or false", param="restart_on_unhealthy")
-        key = body.get("api_key")
-        if key is not None and not isinstance(key, str):
-            raise InvalidSpec("--api-key must be a string or 'auto'", param="api_key")
-        max_batch, wait = _batching(body)
-        return cls(
-            quant,
-            bits,
-            threads,
-            ctx,
-            max_queue,
-            target,
-            min_quality,
-            calibration,
-            revision,
-            allow_pickle,
-            rate_limit,
-            policy,
-            health,
-            on_unhealthy,
-            check_key(key) if key else None,
-            max_batch,
-            wait,
-        )
-
-
-def _batching(body: dict[str, Any]) -> tuple[int, float]:
-    max_batch = 32 if body.get("max_batch") is None else _count(body, "max_batch", 1, 1024)
-    wait = body.get("batch_wait_ms")
-    if wait is None:
-        return max_batch, 2.0
-    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 1000:
-        raise InvalidSpec("--batch-wait-ms must be a number from 0 to 1000", param="batch_wait_ms")
-    return max_batch, float(wait)
-
-
-def _count(body: dict[str, Any], name: str, lo: int, hi: int) -> int:
-    value = body.get(name) or 0
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise InvalidSpec(f"--{name.replace('_', '-')} must be an integer from {lo} to {hi}", param=name)
-    return value
 
 
 @dataclass(frozen=True)
@@ -138,7 +31,7 @@ class Plan:
         return asdict(self)
 
 
-def make_plan(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:
+def make_plan(ref: ModelRef, opts: DeploymentSpec, hw: HardwareProfile) -> Plan:
     if ref.kind == "gguf":
         plan = _plan_gguf_file(ref, opts, hw)
     elif ref.task == "chat":
@@ -157,13 +50,10 @@ def _hardware_reason(hw: HardwareProfile) -> str:
     return f"{hw.arch} with {hw.simd_summary()} ({where}{extra})"
 
 
-DEFAULT_MIN_QUALITY = {"embeddings": 0.85, "classification": 0.75, "fill-mask": 0.5, "chat": 0.50}
-
-
 GUARD_METRIC = {"embeddings": "min cosine", "classification": "label agreement", "fill-mask": "top-1 agreement"}
 
 
-def _plan_encoder(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:
+def _plan_encoder(ref: ModelRef, opts: DeploymentSpec, hw: HardwareProfile) -> Plan:
     if opts.calibration and opts.quantization != "static":
         raise InvalidSpec("--calibration only applies to --quantization static", param="calibration")
     if opts.quantization == "static" and opts.bits == 4:
@@ -220,7 +110,7 @@ def _llm_quant(bits: int, hw: HardwareProfile) -> tuple[str, str]:
     return "Q4_K_M", f"4-bit on {hw.arch}: Q4_K_M, the best quality per byte among llama.cpp's 4-bit types on x86"
 
 
-def _llm_common(opts: Options) -> None:
+def _llm_common(opts: DeploymentSpec) -> None:
     if opts.quantization == "static":
         raise NotSupported(
             "--quantization static for GGUF means importance-matrix quantization, which is not implemented yet; "
@@ -228,7 +118,7 @@ def _llm_common(opts: Options) -> None:
         )
 
 
-def _plan_gguf_file(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:
+def _plan_gguf_file(ref: ModelRef, opts: DeploymentSpec, hw: HardwareProfile) -> Plan:
     _llm_common(opts)
     info = read_header(ref.path)
     task = "embeddings" if info.is_embedding_model else "chat"
@@ -246,7 +136,7 @@ def _plan_gguf_file(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:
     return Plan(task, "gguf", quant, "llama", "gguf-quantize", reasons, {"target": quant})
 
 
-def _plan_hf_llm(ref: ModelRef, opts: Options, hw: HardwareProfile) -> Plan:
+def _plan_hf_llm(ref: ModelRef, opts: DeploymentSpec, hw: HardwareProfile) -> Plan:
     _llm_common(opts)
     quant, why = _llm_quant(opts.bits or 4, hw)
     min_quality = opts.min_quality if opts.min_quality is not None else DEFAULT_MIN_QUALITY["chat"]

@@ -35,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         "--init", action="store_true", help="with --listen: make the token and TLS certificate, print them, exit"
     )
     args = parser.parse_args(argv)
-    settings = Settings.load(os.environ)
+    try:
+        settings = Settings.load(os.environ)
+    except TursiError as e:  # a variable with a value it cannot use: TURSI_STOP_GRACE=soon
+        sys.stderr.write(f"tursid: {e.detail}\n")
+        return e.exit_code
     configure_logging(settings.debug)
     settings.ensure_dirs()
     try:

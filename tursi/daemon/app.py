@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from converters.cache import remove_stale_staging
-from tursi.core.hardware import detect_cached
+from tursi.core.hardware import HardwareProfile, detect_cached
 from tursi.core.settings import Settings
 from tursi.daemon import artifacts, bundles, deployments, system
 from tursi.daemon.context import DAEMON, Daemon
@@ -26,7 +26,7 @@ from tursi.daemon.sampler import Sampler
 from tursi.daemon.state import StateStore
 from tursi.daemon.supervisor import Supervisor
 from tursi.http.connections import ConnectionLimits, LimitedTCPSite, runner_for
-from tursi.http.guards import guard_middleware, is_loopback_bind, same_origin_middleware
+from tursi.http.guards import HTTP_SETTINGS, guard_middleware, http_settings, is_loopback_bind, same_origin_middleware
 from tursi.http.problem import problem_middleware
 
 log = logging.getLogger(__name__)
@@ -49,13 +49,14 @@ UPLOADS = frozenset({"/v1/artifacts/load"})  # bodies that are a tar (a bundle),
 def build_app(daemon: Daemon, require_token: bool = True, loopback_only: bool = True) -> web.Application:
     middlewares = [
         problem_middleware,
-        guard_middleware(MAX_BODY, loopback_only),
+        guard_middleware(MAX_BODY, loopback_only, uploads=UPLOADS),
         same_origin_middleware(uploads=UPLOADS),
     ]
     if require_token:  # TCP requests need the token; the Unix socket's 0600 mode is its own check
         middlewares.append(token_middleware(TokenGuard(daemon.settings.home)))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[DAEMON] = daemon
+    app[HTTP_SETTINGS] = daemon.settings.http
     app.add_routes(system.routes)
     app.add_routes(deployments.routes)
     app.add_routes(bundles.routes)  # before artifacts: /v1/artifacts/load and /build are not keys
@@ -86,6 +87,20 @@ def build_app(daemon: Daemon, require_token: bool = True, loopback_only: bool = 
     return app
 
 
+def open_daemon(settings: Settings, hardware: HardwareProfile | None = None) -> Daemon:
+    """tursid's shared objects for ``settings.home``: its state opened, nothing started yet (``build_app``'s
+    start-up does that). ``serve`` uses it under the instance lock; a test builds the same application in process
+    with ``build_app(open_daemon(settings, hardware))``. ``hardware`` defaults to this machine's cached probe."""
+    store = StateStore(settings.db_path)
+    return Daemon(
+        settings=settings,
+        store=store,
+        supervisor=Supervisor(store, settings.logs_dir, grace_s=settings.stop_grace_s),
+        sampler=Sampler(store, interval_s=settings.sample_interval_s),
+        hardware=hardware if hardware is not None else detect_cached(settings.home),
+    )
+
+
 def serve(
     settings: Settings,
     listen: tuple[str, int] | None = None,
@@ -96,14 +111,8 @@ def serve(
     lock = InstanceLock(settings.lock_path)
     lock.acquire()
     try:
-        store = StateStore(settings.db_path)
-        daemon = Daemon(
-            settings=settings,
-            store=store,
-            supervisor=Supervisor(store, settings.logs_dir, grace_s=settings.stop_grace_s),
-            sampler=Sampler(store, interval_s=settings.sample_interval_s),
-            hardware=detect_cached(settings.home),
-        )
+        daemon = open_daemon(settings)
+        store = daemon.store
         sock = settings.socket_path
         sock.unlink(missing_ok=True)  # stale: we hold the lock, so no live daemon owns it
         app = build_app(daemon, require_token, loopback_only=listen is None or is_loopback_bind(listen[0]))
@@ -131,7 +140,7 @@ async def _run(
     listen: tuple[str, int] | None = None,
     tls: ssl.SSLContext | None = None,
 ) -> None:
-    limits = ConnectionLimits.from_env()
+    limits = ConnectionLimits.from_settings(http_settings(app))
     runner = runner_for(app, limits, handle_signals=False, access_log=None, shutdown_timeout=grace_s)
     await runner.setup()
     old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect

@@ -15,9 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from tursi.core.errors import ConversionFailed
-from tursi.daemon.supervisor import child_env, tail_lines
+from tursi.daemon.logfiles import tail_lines
+from tursi.daemon.supervisor import child_env
 
 log = logging.getLogger(__name__)
+
+
+def converter_env(env: dict[str, str]) -> dict[str, str]:
+    """tursid resolved and downloaded the model already: the converter works from the cache (HF_HUB_OFFLINE=1)
+    unless tursid's own environment says otherwise (child_env passes HF_* through)."""
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
 
 
 async def run_conversion(spec: dict[str, Any], log_file: Path) -> AsyncIterator[dict[str, Any]]:
@@ -31,7 +39,7 @@ async def run_conversion(spec: dict[str, Any], log_file: Path) -> AsyncIterator[
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=err,
-            env=child_env(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"), PYTHONUNBUFFERED="1"),
+            env=converter_env(child_env(os.environ, PYTHONUNBUFFERED="1")),
         )
     failure: dict[str, Any] | None = None
     staging: Path | None = None

@@ -13,6 +13,7 @@ import logging
 import re
 import shutil
 import time
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,6 +54,19 @@ def _stamp(line: str) -> float | None:
         return datetime.strptime(f"{m.group(1)} {m.group(2)} {tz}", "%Y-%m-%d %H:%M:%S %z").timestamp()
     except ValueError:
         return None
+
+
+def log_path(logs_dir: Path, name: str) -> Path:
+    """A deployment's log file (its rotations sit beside it as ``.1``, ``.2``, ...)."""
+    return logs_dir / f"{name}.log"
+
+
+def tail_lines(path: Path, n: int) -> list[str]:
+    """The last ``n`` lines of one file (not its rotations), without their newlines."""
+    if not path.is_file():
+        return []
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        return [line.rstrip("\n") for line in deque(fh, maxlen=n)]
 
 
 def files_oldest_first(path: Path, keep: int) -> list[Path]:

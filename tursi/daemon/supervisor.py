@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,13 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from tursi.core.errors import WorkerFailed
-from tursi.core.health import HealthCheck
+from tursi.core.errors import InvalidSpec, WorkerFailed
 from tursi.core.restart import Backoff, RestartPolicy
+from tursi.core.settings import cli_only
+from tursi.core.spec import DeploymentSpec
+from tursi.core.worker_settings import WorkerSettings
 from tursi.daemon.health import probe_loop
+from tursi.daemon.logfiles import log_path, tail_lines
 from tursi.daemon.state import ACTIVE, Deployment, StateStore
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,12 @@ CHILD_ENV_NAMES = frozenset(
     {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "VIRTUAL_ENV"}
     | {"LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"}
 )
-CHILD_ENV_PREFIXES = ("LC_", "PYTHON", "XDG_", "HF_", "TRANSFORMERS_", "OMP_", "MKL_", "OPENBLAS_", "GGML_", "ORT_")
-CHILD_ENV_PREFIXES += ("TURSI_",)  # the server settings (timeouts, connection caps, failpoints) workers read
+CHILD_ENV_PREFIXES = (
+    ("LC_", "PYTHON", "XDG_", "HF_", "TRANSFORMERS_", "OMP_", "MKL_", "OPENBLAS_", "GGML_", "ORT_")
+    + ("TURSI_",)  # the server settings (timeouts, connection caps, failpoints) workers read
+)
 SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "CREDENTIAL", "AUTH")
-CLIENT_ONLY = frozenset({"TURSI_HOST", "TURSI_TLS_CA", "TURSI_TLS_FINGERPRINT"})  # how a CLI finds a daemon
+CLIENT_ONLY = cli_only()  # how a CLI finds a daemon (TURSI_HOST, TURSI_TLS_*) and its token
 
 
 def child_env(environ: Mapping[str, str], **extra: str) -> dict[str, str]:
@@ -60,35 +64,33 @@ def child_env(environ: Mapping[str, str], **extra: str) -> dict[str, str]:
 
 
 def worker_command(dep: Deployment, python: str = sys.executable) -> list[str]:
-    """The worker's command line. Every value goes as ``--opt=value``: a value that looks like an option (a model
-    reference ``--help``) stays a value."""
-    opts = dep.options
-    args = {
-        "name": dep.name,
-        "model-ref": dep.model,
-        "artifact": dep.artifact_path,
-        "host": dep.host,
-        "port": dep.port,
-        "threads": opts.get("threads") or 0,
-        "ctx-size": opts.get("ctx_size") or 0,
-        "max-queue": opts.get("max_queue", 32),
-        "rate-limit": opts.get("rate_limit") or "",
-        "api-key-sha256": opts.get("api_key_sha256") or "",
-        "max-batch": opts.get("max_batch", 32),
-        "batch-wait-ms": opts.get("batch_wait_ms", 2.0),
-    }
-    return [python, "-m", "tursi.worker", *(f"--{opt}={value}" for opt, value in args.items())]
+    """The worker's command line: its settings (the deployment's spec as stored, where to serve it) as one
+    ``--settings=JSON`` argument, parsed back by the worker with the same spec. Being one ``--opt=value``, nothing
+    in it (a model reference ``--help``) can pass for an option; the API key travels only as its sha256."""
+    settings = WorkerSettings(
+        dep.name,
+        dep.model,
+        dep.artifact_path,
+        dep.host,
+        dep.port,
+        DeploymentSpec.from_stored(dep.options),
+        dep.options.get("api_key_sha256") or None,
+    )
+    return [python, "-m", "tursi.worker", f"--settings={settings.to_json()}"]
 
 
-def log_path(logs_dir: Path, name: str) -> Path:
-    return logs_dir / f"{name}.log"
-
-
-def tail_lines(path: Path, n: int) -> list[str]:
-    if not path.is_file():
-        return []
-    with path.open("r", encoding="utf-8", errors="replace") as fh:
-        return [line.rstrip("\n") for line in deque(fh, maxlen=n)]
+def worker_artifact(cmdline: list[str]) -> str | None:
+    """The artifact a worker's command line serves: from its settings, or the ``--artifact=`` of a worker that
+    an older tursid started."""
+    for arg in cmdline:
+        if arg.startswith("--artifact="):
+            return arg.removeprefix("--artifact=")
+        if arg.startswith("--settings="):
+            try:
+                return WorkerSettings.from_json(arg.removeprefix("--settings=")).artifact
+            except InvalidSpec:
+                return None
+    return None
 
 
 def exit_status(returncode: int | None) -> int | None:
@@ -193,8 +195,9 @@ class Supervisor:
         )
         self.lifecycle(name, "exited", f"code={code if code is not None else 'unknown'}")
         log.warning("worker exited name=%s code=%s", name, code)
-        policy = RestartPolicy.parse(dep.options.get("restart"))
-        if dep.health == "unhealthy" and dep.options.get("restart_on_unhealthy"):
+        spec = DeploymentSpec.from_stored(dep.options)
+        policy = spec.restart_policy()
+        if dep.health == "unhealthy" and spec.restart_on_unhealthy:
             policy = RestartPolicy("always")
         self.store.update_deployment(name, health=None)
         if policy.should_restart(code, dep.restart_count):
@@ -209,7 +212,7 @@ class Supervisor:
         handle = self.handles.get(dep.name)
         if handle is None:
             return
-        check = HealthCheck.from_options(dep.options)
+        check = DeploymentSpec.from_stored(dep.options).health_check()
 
         async def report(state: str) -> None:
             self.store.update_deployment(dep.name, health=state)
@@ -283,7 +286,7 @@ class Supervisor:
             self._kill_orphans(artifacts_dir)
         for dep in self.store.list_deployments(all=True):
             if dep.status in ("exited", "failed") and dep.artifact_key and dep.name not in self.handles:
-                if RestartPolicy.parse(dep.options.get("restart")).restart_on_daemon_start(dep.reason):
+                if DeploymentSpec.from_stored(dep.options).restart_policy().restart_on_daemon_start(dep.reason):
                     self.schedule_restart(dep.name, 0.0, f"policy {dep.options.get('restart')} after tursid start")
 
     def _kill_orphans(self, artifacts_dir: Path) -> None:
@@ -292,8 +295,8 @@ class Supervisor:
         marker = str(artifacts_dir)
         for proc in psutil.process_iter(["pid", "cmdline"]):
             cmd = proc.info.get("cmdline") or []
-            ours = any(a.removeprefix("--artifact=").startswith(marker) for a in cmd)
-            if "tursi.worker" in cmd and ours and proc.pid not in owned:
+            ours = "tursi.worker" in cmd and (worker_artifact(cmd) or "").startswith(marker)
+            if ours and proc.pid not in owned:
                 with contextlib.suppress(psutil.Error):
                     proc.kill()
                     log.warning("killed orphan worker pid=%d", proc.pid)
@@ -342,4 +345,4 @@ def _alive(pid: int, proc: asyncio.subprocess.Process | None = None) -> bool:
         return False
 
 
-__all__ = ["ACTIVE", "Supervisor", "log_path", "tail_lines"]
+__all__ = ["ACTIVE", "Supervisor"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -13,6 +12,7 @@ from aiohttp import web
 from tursi import __version__
 from tursi.core.hardware import target_profiles
 from tursi.daemon.context import DAEMON
+from tursi.http.streaming import EventStream
 
 routes = web.RouteTableDef()
 
@@ -54,21 +54,19 @@ async def system(request: web.Request) -> web.Response:
 @routes.get("/v1/stats")
 async def stats(request: web.Request) -> web.StreamResponse:
     sampler = request.app[DAEMON].sampler
-    stream = request.query.get("stream", "") not in ("", "0", "false")
-    if not stream:
+    if request.query.get("stream", "") in ("", "0", "false"):
         snap = sampler.latest or await sampler.wait_next(0.0)
         return web.json_response(snap)
-    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await resp.prepare(request)
-    last = 0.0
-    while True:
-        snap = await sampler.wait_next(last)
-        last = snap["at"]
-        try:
-            await resp.write((json.dumps(snap) + "\n").encode())
-        except (ConnectionResetError, RuntimeError):
-            break
-    return resp
+    stream = EventStream(request, "ndjson", what="stats")
+    await stream.commit()  # at once: the headers do not wait for the first sample
+    async with stream:
+        last = 0.0
+        while True:
+            snap = await sampler.wait_next(last)
+            last = snap["at"]
+            if not await stream.send(snap):
+                break  # the client went away, or stopped reading
+    return await stream.finish()
 
 
 @routes.get("/metrics")

@@ -25,6 +25,7 @@ from typing import Any
 
 from converters import cache
 from tursi.core.errors import BundleTooLarge, DigestMismatch, UnsafeBundle
+from tursi.core.names import NAME_RULE, is_valid_name
 from tursi.formats.tar_scan import scan_headers
 
 INDEX = "tursi-bundle.json"
@@ -32,7 +33,6 @@ PREFIX = "artifact/"
 VERSION = 1
 KEY_RE = re.compile(r"^[0-9a-f]{32}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 CHUNK = 1 << 20
 MAX_INDEX_BYTES = 1 << 20
 MAX_MANIFEST_BYTES = cache.MAX_MANIFEST_BYTES
@@ -164,8 +164,8 @@ def parse_index(raw: bytes, caps: Caps) -> tuple[str, str, dict[str, Any], dict[
     key, name = data.get("key"), data.get("name")
     if not isinstance(key, str) or not KEY_RE.match(key):
         raise UnsafeBundle(f"{INDEX}: 'key' must be 32 hex digits")
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise UnsafeBundle(f"{INDEX}: 'name' must match [a-z0-9][a-z0-9._-]{{0,63}}")
+    if not is_valid_name(name):
+        raise UnsafeBundle(f"{INDEX}: 'name' must match {NAME_RULE}")
     return key, name, _parse_target(data.get("target")), _parse_files(data.get("files"), caps)
 
 

@@ -13,7 +13,7 @@ not a thread; what runs out is descriptors. Two limits keep a LAN neighbour from
   incomplete by then is closed, and so is an idle one). Bodies have their own deadline (guards.py).
   With TLS the handshake gets the same deadline; connections are counted once it completes.
 
-A stream that its client stops reading is cut after TURSI_WRITE_TIMEOUT (worker/generation.py); how
+A stream that its client stops reading is cut after TURSI_WRITE_TIMEOUT (http/streaming.py); how
 much the kernel parks for such a client first is up to its send buffer (TURSI_SEND_BUFFER caps it).
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import resource
 import signal
 import socket
@@ -32,14 +31,9 @@ from typing import Any
 
 from aiohttp import web
 
+from tursi.core.settings import HttpSettings
+
 log = logging.getLogger(__name__)
-
-
-def _env_number(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
 
 
 @dataclass
@@ -51,15 +45,15 @@ class ConnectionLimits:
     open: Counter[str] = field(default_factory=Counter)
 
     @classmethod
-    def from_env(cls) -> ConnectionLimits:
+    def from_settings(cls, http: HttpSettings) -> ConnectionLimits:
+        """The limits ``http`` asks for, within what the descriptor limit leaves room for."""
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         room = max(16, soft - 64) if soft != resource.RLIM_INFINITY else 1 << 20  # descriptors for files, SQLite
-        total = int(_env_number("TURSI_MAX_CONNECTIONS", 1024))
         return cls(
-            per_client=max(1, int(_env_number("TURSI_MAX_CONNECTIONS_PER_CLIENT", 256))),
-            total=max(1, min(total, room)),
-            header_timeout_s=max(0.5, _env_number("TURSI_HEADER_TIMEOUT", 15.0)),
-            send_buffer=max(0, int(_env_number("TURSI_SEND_BUFFER", 0))),
+            per_client=max(1, http.max_connections_per_client),
+            total=max(1, min(http.max_connections, room)),
+            header_timeout_s=max(0.5, http.header_timeout_s),
+            send_buffer=max(0, http.send_buffer),
         )
 
     def admit(self, client: str) -> str | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,9 +24,11 @@ from tursi.core.errors import (
     RequestTooLarge,
     UnsupportedMediaType,
 )
+from tursi.core.settings import HttpSettings
 
-BODY_TIMEOUT_S = float(os.environ.get("TURSI_BODY_TIMEOUT", "30"))  # seconds a request body may take to arrive
-WRITE_TIMEOUT_S = float(os.environ.get("TURSI_WRITE_TIMEOUT", "30"))  # seconds a client may leave a stream unread
+# The deadlines and caps of this app (TURSI_BODY_TIMEOUT, TURSI_WRITE_TIMEOUT, ...): whoever builds the app sets
+# them from the settings its main() loaded; an app without them gets the declared defaults.
+HTTP_SETTINGS = web.AppKey("http_settings", HttpSettings)
 MAX_JSON_DEPTH = 32
 MAX_JSON_VALUES = 100_000  # values and keys in one body: 2,048 inputs or a long chat history fit many times over
 PARSE_OFF_LOOP_BYTES = 64 * 1024  # a body larger than this is parsed on a parser thread, not on the event loop
@@ -45,8 +46,16 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
-def guard_middleware(max_body: int, loopback_only: bool) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """413 from Content-Length before any byte of the body is read; 421 for a foreign Host on loopback."""
+def http_settings(app: web.Application) -> HttpSettings:
+    """The app's HTTP settings (see HTTP_SETTINGS)."""
+    return app.get(HTTP_SETTINGS) or HttpSettings()
+
+
+def guard_middleware(
+    max_body: int, loopback_only: bool, uploads: frozenset[str] = frozenset()
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """413 from Content-Length before any byte of the body is read (except on the ``uploads`` paths, whose
+    handlers stream the body against their own cap); 421 for a foreign Host on loopback."""
 
     @web.middleware
     async def middleware(
@@ -57,7 +66,7 @@ def guard_middleware(max_body: int, loopback_only: bool) -> Callable[..., Awaita
             if name not in LOOPBACK_HOSTS and not is_loopback_bind(name):  # any 127/8 literal: a bind to 127.0.0.2
                 raise HostNotAllowed(f"Host {name!r} is not this machine's loopback name", param="host")
         length = request.content_length
-        if length is not None and length > max_body and not request.path.endswith("/artifacts/load"):
+        if length is not None and length > max_body and request.path not in uploads:
             raise RequestTooLarge(f"the body is {length} bytes; the limit is {max_body}")
         return await handler(request)
 
@@ -107,10 +116,13 @@ def _require_media_type(request: web.Request, accepted: frozenset[str]) -> None:
         )
 
 
-async def read_json(request: web.Request, timeout_s: float = BODY_TIMEOUT_S) -> dict[str, Any]:
-    """The request body as a JSON object: 408 if it trickles in too slowly, 413 over the app's limit, 400 if
-    ``parse_json_object`` refuses it. A body over PARSE_OFF_LOOP_BYTES is parsed on a parser thread, so the event
-    loop (health checks, other clients) keeps running meanwhile."""
+async def read_json(request: web.Request, timeout_s: float | None = None) -> dict[str, Any]:
+    """The request body as a JSON object: 408 if it trickles in for longer than ``timeout_s`` (default: the app's
+    TURSI_BODY_TIMEOUT), 413 over the app's limit, 400 if ``parse_json_object`` refuses it. A body over
+    PARSE_OFF_LOOP_BYTES is parsed on a parser thread, so the event loop (health checks, other clients) keeps
+    running meanwhile."""
+    if timeout_s is None:
+        timeout_s = http_settings(request.app).body_timeout_s
     try:
         async with asyncio.timeout(timeout_s):
             raw = await request.read()

@@ -6,9 +6,12 @@ must still be a Problem. schemathesis checks both APIs against these in CI (test
 
 from __future__ import annotations
 
+from dataclasses import Field
 from typing import Any
 
 from tursi import __version__
+from tursi.core.names import NAME_PATTERN
+from tursi.core.spec import option_of, spec_fields
 
 PROBLEM = {
     "type": "object",
@@ -22,7 +25,7 @@ PROBLEM = {
         "hint": {"type": ["string", "null"]},
     },
 }
-NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
+NAME = {"type": "string", "pattern": NAME_PATTERN}
 KEY = {"type": "string", "pattern": "^[0-9a-f]{4,32}$"}
 OBJ: dict[str, Any] = {"type": "object"}
 UPLOAD_TYPES = ("application/x-tar", "application/octet-stream")  # what tursi.http.guards accepts on a bundle upload
@@ -71,27 +74,35 @@ DEPLOYMENT = {
         "quantization": {"type": "string"},
     },
 }
-UP_BODY = {
-    "type": "object",
-    "required": ["model"],
-    "properties": {
-        "model": {"type": "string"},
-        "name": NAME,
-        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-        "host": {"type": "string"},
-        "quantization": {"enum": ["dynamic", "static"]},
-        "bits": {"enum": [4, 8]},
-        "threads": {"type": "integer", "minimum": 0, "maximum": 1024},
-        "ctx_size": {"type": "integer", "minimum": 0},
-        "max_queue": {"type": "integer", "minimum": 0, "maximum": 4096},
-        "max_batch": {"type": "integer", "minimum": 1, "maximum": 1024},
-        "batch_wait_ms": {"type": "number", "minimum": 0, "maximum": 1000},
-        "target": {"type": "string"},
-        "rate_limit": {"type": "string"},
-        "restart": {"type": "string"},
-        "api_key": {"type": "string"},
-    },
-}
+JSON_TYPES = {"str": "string", "file": "string", "int": "integer", "float": "number", "bool": "boolean"}
+
+
+def spec_body(*groups: str) -> dict[str, Any]:
+    """The request schema of the deployment spec's fields of ``groups`` (default: all), as tursi.core.spec declares
+    them: types, ranges, enums, patterns, defaults and descriptions."""
+    chosen = spec_fields(*groups)
+    return {
+        "type": "object",
+        "required": [f.name for f in chosen if option_of(f).required],
+        "properties": {f.name: field_schema(f) for f in chosen},
+    }
+
+
+def field_schema(f: Field[Any]) -> dict[str, Any]:
+    """One spec field as JSON Schema. A field whose ``auto`` value lies outside its range takes either."""
+    opt = option_of(f)
+    schema: dict[str, Any] = {"enum": list(opt.choices)} if opt.kind == "choice" else {"type": JSON_TYPES[opt.kind]}
+    schema.update({k: v for k, v in (("minimum", opt.minimum), ("maximum", opt.maximum)) if v is not None})
+    if opt.pattern is not None:
+        schema["pattern"] = f"^{opt.pattern}$"
+    if opt.auto is not None:
+        schema = {"anyOf": [{"const": opt.auto}, schema]}
+    if f.default is not None and not opt.required:
+        schema["default"] = f.default
+    described = f" Default: {opt.default_text}." if opt.default_text else ""
+    return {**schema, "description": opt.help + described}
+
+
 REMOVED = {
     "type": "object",
     "required": ["removed"],
@@ -124,7 +135,7 @@ def control() -> dict[str, Any]:
                 "post": _op(
                     "Deploy a model (up): NDJSON progress events, then ready or error",
                     _text("application/x-ndjson"),
-                    _json(UP_BODY),
+                    _json(spec_body()),
                 ),
                 "delete": _op("Remove every deployment", _json(REMOVED)),
             },
@@ -149,7 +160,9 @@ def control() -> dict[str, Any]:
             "/v1/artifacts/prune": {"post": _op("Remove unused artifacts", _json(FREED))},
             "/v1/artifacts/build": {
                 "post": _op(
-                    "Convert for a target profile into the cache", _text("application/x-ndjson"), _json(UP_BODY)
+                    "Convert for a target profile into the cache",
+                    _text("application/x-ndjson"),
+                    _json(spec_body("source", "conversion")),
                 ),
             },
             "/v1/artifacts/{key}/bundle": {

@@ -1,4 +1,4 @@
-"""Worker entry: ``python -m tursi.worker --name=N --artifact=DIR --host=H --port=P``."""
+"""Worker entry: ``python -m tursi.worker --settings=JSON`` (``tursi.core.spec.WorkerSettings``, from tursid)."""
 
 from __future__ import annotations
 
@@ -10,54 +10,44 @@ import os
 import sys
 from pathlib import Path
 
-from tursi.core.access import parse_rate_limit
+from tursi.core.errors import InvalidSpec
+from tursi.core.settings import HttpSettings
+from tursi.core.worker_settings import WorkerSettings
 from tursi.http.connections import ConnectionLimits, serve
 from tursi.http.guards import is_loopback_bind
-from tursi.http.ratelimit import RateLimiter
 from tursi.worker.app import build_app
 from tursi.worker.state import WorkerState
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """tursid passes every value as ``--opt=value`` (supervisor.worker_command), so none can pass for an option."""
+    """tursid passes its settings as one ``--settings=JSON`` (supervisor.worker_command): nothing in them can pass
+    for an option."""
     parser = argparse.ArgumentParser(prog="tursi-worker", allow_abbrev=False)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--model-ref", required=True)
-    parser.add_argument("--artifact", required=True, type=Path)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--ctx-size", type=int, default=0)
-    parser.add_argument("--max-queue", type=int, default=32)
-    parser.add_argument("--rate-limit", default="")
-    parser.add_argument("--api-key-sha256", default="", help="sha256 of the API key inference routes require")
-    parser.add_argument("--max-batch", type=int, default=32, help="encoders: texts per coalesced session run")
-    parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="encoders: straggler window")
+    parser.add_argument("--settings", required=True, metavar="JSON", help="WorkerSettings as JSON")
     return parser
 
 
+def parse_settings(argv: list[str] | None = None) -> WorkerSettings:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return WorkerSettings.from_json(args.settings)
+    except InvalidSpec as e:
+        parser.error(e.detail)  # exits 2, like any other bad argument
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    settings = parse_settings(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    manifest = json.loads((args.artifact / "manifest.json").read_text(encoding="utf-8"))
-    state = WorkerState(
-        name=args.name,
-        model_ref=args.model_ref,
-        artifact=args.artifact,
-        manifest=manifest,
-        threads=args.threads,
-        ctx_size=args.ctx_size,
-        max_queue=args.max_queue,
-        limiter=RateLimiter(parse_rate_limit(args.rate_limit)) if args.rate_limit else None,
-        api_key_sha256=args.api_key_sha256 or None,
-        max_batch=args.max_batch,
-        batch_wait_s=args.batch_wait_ms / 1000.0,
-    )
+    manifest = json.loads((Path(settings.artifact) / "manifest.json").read_text(encoding="utf-8"))
+    state = WorkerState.from_settings(settings, manifest)
+    host, port = settings.host, settings.port
     logging.getLogger(__name__).info(
-        "worker pid=%d name=%s serving on http://%s:%d", os.getpid(), args.name, args.host, args.port
+        "worker pid=%d name=%s serving on http://%s:%d", os.getpid(), state.name, host, port
     )
-    app = build_app(state, loopback_only=is_loopback_bind(args.host))
-    asyncio.run(serve(app, args.host, args.port, ConnectionLimits.from_env(), shutdown_s=5.0))
+    http = HttpSettings.load(os.environ)  # tursid checked these values before it started this worker
+    app = build_app(state, loopback_only=is_loopback_bind(host), http=http)
+    asyncio.run(serve(app, host, port, ConnectionLimits.from_settings(http), shutdown_s=5.0))
     return 0 if state.load_error is None else 1
 
 

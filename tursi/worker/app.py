@@ -11,7 +11,8 @@ import time
 from aiohttp import web
 
 from tursi.core.errors import NotReady
-from tursi.http.guards import guard_middleware, same_origin_middleware
+from tursi.core.settings import HttpSettings
+from tursi.http.guards import HTTP_SETTINGS, guard_middleware, same_origin_middleware
 from tursi.http.problem import problem_middleware
 from tursi.worker import embeddings, generation, tasks
 from tursi.worker.limits import add_rate_headers, api_key_middleware, rate_limit_middleware
@@ -88,13 +89,13 @@ async def _load_runtime(app: web.Application) -> None:
         log.error("%s", st.load_error)
         os.kill(os.getpid(), signal.SIGTERM)  # run_app shuts down cleanly; main() exits non-zero
         return
-    log.info("model loaded name=%s seconds=%.2f info=%s", st.name, time.perf_counter() - t0, st.runtime.info())
+    log.info("model loaded name=%s seconds=%.2f info=%s", st.name, time.perf_counter() - t0, runtime.info())
 
 
 _LOADER = web.AppKey("loader", asyncio.Task)
 
 
-def build_app(state: WorkerState, loopback_only: bool = False) -> web.Application:
+def build_app(state: WorkerState, loopback_only: bool = False, http: HttpSettings | None = None) -> web.Application:
     app = web.Application(
         middlewares=[
             problem_middleware,
@@ -107,6 +108,7 @@ def build_app(state: WorkerState, loopback_only: bool = False) -> web.Applicatio
     )
     app.on_response_prepare.append(add_rate_headers)
     app[STATE] = state
+    app[HTTP_SETTINGS] = http or HttpSettings()
     app.add_routes(routes)
     app.add_routes(embeddings.routes)
     app.add_routes(generation.routes)

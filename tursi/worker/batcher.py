@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tursi.core.errors import ServerBusy
+from tursi.core.spec import DeploymentSpec
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,9 @@ class Batcher:
         self,
         run: Callable[[list[str], int], tuple[Any, list[int]]],
         executor: Executor,
-        max_batch: int = 32,
-        max_wait_s: float = 0.002,
-        max_waiting: int = 32,
+        max_batch: int = DeploymentSpec.max_batch,
+        max_wait_s: float = DeploymentSpec.batch_wait_ms / 1000.0,
+        max_waiting: int = DeploymentSpec.max_queue,
         retry_after_s: int = 1,
     ) -> None:
         self.run = run

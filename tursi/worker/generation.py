@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -15,12 +14,12 @@ from aiohttp import web
 from runtimes.chat_template import TemplateRejected
 from runtimes.llama_runtime import Chunk, ControlText
 from runtimes.llama_runtime import ContextLengthExceeded as RuntimeContextExceeded
+from runtimes.protocol import TextGenerator
 from tursi.core.errors import ContextLengthExceeded, InvalidRequest
-from tursi.http.guards import WRITE_TIMEOUT_S, read_json
+from tursi.http.guards import read_json
+from tursi.http.streaming import EventStream
 from tursi.worker.openai_params import GenerationRequest, parse_generation, parse_messages, parse_prompt
 from tursi.worker.state import STATE, WorkerState, check_model, observed, require_task
-
-log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 _END = object()
@@ -47,12 +46,12 @@ async def _serve(request: web.Request, chat: bool) -> web.StreamResponse:
         # the gate first: --max-queue bounds rendering and tokenizing too, which run in the model thread
         async with st.gate.slot():
             prompt = await asyncio.get_running_loop().run_in_executor(st.executor, _prompt, runtime, source, gen)
-            resp, obs.tokens = await _run(request, st, prompt, gen, chat)
+            resp, obs.tokens = await _run(request, st, runtime, prompt, gen, chat)
         obs.status = resp.status
         return resp
 
 
-def _prompt(runtime: Any, source: list[dict[str, Any]] | str, gen: GenerationRequest) -> list[int]:
+def _prompt(runtime: TextGenerator, source: list[dict[str, Any]] | str, gen: GenerationRequest) -> list[int]:
     """Runs in the model thread: the prompt's tokens, checked against the context."""
     try:
         prompt: list[int] = runtime.chat_prompt(source) if isinstance(source, list) else runtime.tokenize_prompt(source)
@@ -70,6 +69,7 @@ def _prompt(runtime: Any, source: list[dict[str, Any]] | str, gen: GenerationReq
 
 def _producer(
     st: WorkerState,
+    runtime: TextGenerator,
     prompt: list[int],
     gen: GenerationRequest,
     loop: asyncio.AbstractEventLoop,
@@ -78,7 +78,7 @@ def _producer(
 ) -> None:
     """Runs in the model thread: pushes chunks to the event loop, stops when the client is gone."""
     try:
-        for chunk in st.runtime.generate(prompt, gen.sampling):
+        for chunk in runtime.generate(prompt, gen.sampling):
             st.metrics.generated_tokens += 1
             loop.call_soon_threadsafe(queue.put_nowait, chunk)
             if gone():
@@ -90,7 +90,7 @@ def _producer(
 
 
 async def _run(
-    request: web.Request, st: WorkerState, prompt: list[int], gen: GenerationRequest, chat: bool
+    request: web.Request, st: WorkerState, runtime: TextGenerator, prompt: list[int], gen: GenerationRequest, chat: bool
 ) -> tuple[web.StreamResponse, int]:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -99,16 +99,17 @@ async def _run(
     def gone() -> bool:
         return transport is None or transport.is_closing()
 
-    job = loop.run_in_executor(st.executor, _producer, st, prompt, gen, loop, queue, gone)
+    job = loop.run_in_executor(st.executor, _producer, st, runtime, prompt, gen, loop, queue, gone)
     try:
-        writer = _Writer(request, st, chat, gen, len(prompt))
-        while (item := await queue.get()) is not _END:
-            if isinstance(item, Exception):
-                raise item
-            if not await writer.add(item):
-                break  # the client went away: the producer sees it and stops llama.cpp
-        resp = await writer.finish()
-        return resp, writer.completion_tokens
+        writer = _Writer(request, st, runtime, chat, gen, len(prompt))
+        async with writer.stream:  # an error before the first chunk keeps its status; after it, an SSE error
+            while (item := await queue.get()) is not _END:
+                if isinstance(item, Exception):
+                    raise item
+                if not await writer.add(item):
+                    break  # the client went away: the producer sees it and stops llama.cpp
+            return await writer.finish(), writer.completion_tokens
+        return await writer.stream.finish(), writer.completion_tokens
     finally:
         await job
 
@@ -117,15 +118,21 @@ class _Writer:
     """Collects chunks into one JSON answer, or streams them as SSE once the first one is in."""
 
     def __init__(
-        self, request: web.Request, st: WorkerState, chat: bool, gen: GenerationRequest, prompt_tokens: int
+        self,
+        request: web.Request,
+        st: WorkerState,
+        runtime: TextGenerator,
+        chat: bool,
+        gen: GenerationRequest,
+        prompt_tokens: int,
     ) -> None:
-        self.request, self.st, self.chat, self.gen = request, st, chat, gen
+        self.request, self.st, self.runtime, self.chat, self.gen = request, st, runtime, chat, gen
         self.prompt_tokens = prompt_tokens
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         self.created = int(time.time())
         self.text: list[str] = []
         self.finish_reason: str | None = None
-        self.resp: web.StreamResponse | None = None
+        self.stream = EventStream(request, "sse", what="generation")
         self.completion_tokens = 0
         self._token_frame: tuple[str, str] | None = None
 
@@ -136,14 +143,9 @@ class _Writer:
             self.completion_tokens += 1
         if not self.gen.stream:
             return not _closing(self.request)
-        try:
-            if self.resp is None:
-                await self._start_stream()
-            if chunk.text:
-                await self._write(self._token_event(chunk.text))
-            return True
-        except ConnectionResetError:
+        if not self.stream.committed and not await self._start_stream():
             return False
+        return not chunk.text or await self.stream.send_bytes(self._token_event(chunk.text))
 
     def _token_event(self, text: str) -> bytes:
         """One SSE event for a token: only the text is encoded per token, the rest once per request."""
@@ -155,34 +157,10 @@ class _Writer:
         head, tail = self._token_frame
         return (head + json.dumps(text, ensure_ascii=False) + tail).encode()
 
-    def _stream(self) -> web.StreamResponse:
-        if self.resp is None:
-            raise RuntimeError("the SSE stream was not started")
-        return self.resp
-
-    async def _start_stream(self) -> None:
-        self.resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await self.resp.prepare(self.request)
+    async def _start_stream(self) -> bool:
         if self.chat:
-            await self._send(self._chunk({"role": "assistant", "content": ""}, None))
-
-    async def _send(self, payload: Any) -> None:
-        data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
-        await self._write(f"data: {data}\n\n".encode())
-
-    async def _write(self, data: bytes | None) -> None:
-        """Write (or end the stream) with a deadline: a client that stops reading holds the model for
-        everyone behind it in the gate, so after WRITE_TIMEOUT_S its connection is cut."""
-        stream = self._stream()
-        try:
-            async with asyncio.timeout(WRITE_TIMEOUT_S):
-                await (stream.write(data) if data is not None else stream.write_eof())
-        except TimeoutError:
-            transport = self.request.transport
-            if transport is not None:
-                transport.abort()  # the producer sees the transport closing and stops llama.cpp
-            log.warning("client stopped reading for %.0f s; stream cut", WRITE_TIMEOUT_S)
-            raise ConnectionResetError("the client stopped reading") from None
+            return await self.stream.send(self._chunk({"role": "assistant", "content": ""}, None))
+        return await self.stream.commit()
 
     def _chunk(self, delta: Any, finish: str | None) -> dict[str, Any]:
         if self.chat:
@@ -194,7 +172,7 @@ class _Writer:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.st.name, "choices": [choice]}
 
     def usage(self) -> dict[str, int]:
-        completion = self.st.runtime.count_tokens("".join(self.text))
+        completion = self.runtime.count_tokens("".join(self.text))
         self.completion_tokens = completion
         return {
             "prompt_tokens": self.prompt_tokens,
@@ -220,17 +198,13 @@ class _Writer:
                 "usage": self.usage(),
             }
             return web.json_response(body)
-        try:
-            if self.resp is None:
-                await self._start_stream()
-            await self._send(self._chunk({} if self.chat else "", finish))
-            if self.gen.include_usage:
-                await self._send({**self._chunk({}, None), "choices": [], "usage": self.usage()})
-            await self._send("[DONE]")
-            await self._write(None)
-        except ConnectionResetError:
-            pass
-        return self._stream()
+        if not self.stream.committed:
+            await self._start_stream()
+        await self.stream.send(self._chunk({} if self.chat else "", finish))
+        if self.gen.include_usage:
+            await self.stream.send({**self._chunk({}, None), "choices": [], "usage": self.usage()})
+        await self.stream.send("[DONE]")
+        return await self.stream.finish()
 
 
 def _closing(request: web.Request) -> bool:

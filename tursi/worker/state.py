@@ -8,11 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from aiohttp import web
 
+from runtimes.protocol import FOR_TASK, BatchEmbedder, Classifier, Embedder, MaskFiller, Runtime, TextGenerator
+from tursi.core.access import parse_rate_limit
 from tursi.core.errors import InvalidRequest, ModelNotFound, NotReady, TursiError, UnsupportedTask
+from tursi.core.spec import DeploymentSpec
+from tursi.core.worker_settings import WorkerSettings
 from tursi.http.metrics import Metrics
 from tursi.http.ratelimit import RateLimiter
 from tursi.worker.batcher import Batcher
@@ -26,14 +30,14 @@ class WorkerState:
     artifact: Path
     manifest: dict[str, Any]
     threads: int
-    ctx_size: int = 0
-    max_queue: int = 32
+    ctx_size: int = DeploymentSpec.ctx_size
+    max_queue: int = DeploymentSpec.max_queue
     limiter: RateLimiter | None = None
     api_key_sha256: str | None = None
-    max_batch: int = 32
-    batch_wait_s: float = 0.002
+    max_batch: int = DeploymentSpec.max_batch
+    batch_wait_s: float = DeploymentSpec.batch_wait_ms / 1000.0
     created: int = field(default_factory=lambda: int(time.time()))
-    runtime: Any = None
+    runtime: Runtime | None = None
     load_error: str | None = None
     metrics: Metrics = field(default_factory=Metrics)
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
@@ -43,9 +47,32 @@ class WorkerState:
     def __post_init__(self) -> None:
         self.gate = Gate(self.max_queue)
 
-    def runtime_loaded(self, runtime: Any) -> None:
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings, manifest: dict[str, Any]) -> WorkerState:
+        """The state of a worker tursid started with ``settings``, serving the artifact described by ``manifest``."""
+        spec = settings.spec
+        return cls(
+            name=settings.name,
+            model_ref=settings.model_ref,
+            artifact=Path(settings.artifact),
+            manifest=manifest,
+            threads=spec.threads,
+            ctx_size=spec.ctx_size,
+            max_queue=spec.max_queue,
+            limiter=RateLimiter(parse_rate_limit(spec.rate_limit)) if spec.rate_limit else None,
+            api_key_sha256=settings.api_key_sha256,
+            max_batch=spec.max_batch,
+            batch_wait_s=spec.batch_wait_ms / 1000.0,
+        )
+
+    def runtime_loaded(self, runtime: Runtime) -> None:
+        """Serve ``runtime``, once it is known to have the methods of this deployment's task (a manifest may name a
+        task its runtime cannot do: it fails to load rather than fail each request)."""
+        protocol = FOR_TASK.get(self.task)
+        if protocol is not None and not isinstance(runtime, protocol):
+            raise UnsupportedTask(f"{type(runtime).__name__} cannot serve {self.task}")
         self.runtime = runtime
-        if getattr(runtime, "batchable", False) and self.max_batch > 1:
+        if isinstance(runtime, BatchEmbedder) and self.max_batch > 1:
             self.batcher = Batcher(
                 runtime.embed_batch, self.executor, self.max_batch, self.batch_wait_s, self.max_queue
             )
@@ -61,8 +88,17 @@ class WorkerState:
 STATE = web.AppKey("state", WorkerState)
 
 
-def require_task(st: WorkerState, task: str) -> Any:
-    """The runtime, if it is loaded and does ``task``."""
+@overload
+def require_task(st: WorkerState, task: Literal["embeddings"]) -> Embedder: ...
+@overload
+def require_task(st: WorkerState, task: Literal["chat"]) -> TextGenerator: ...
+@overload
+def require_task(st: WorkerState, task: Literal["classification"]) -> Classifier: ...
+@overload
+def require_task(st: WorkerState, task: Literal["fill-mask"]) -> MaskFiller: ...
+def require_task(st: WorkerState, task: str) -> Runtime:
+    """The runtime, if it is loaded and the deployment serves ``task``; typed as that task's protocol, which
+    ``runtime_loaded`` checked it satisfies (once, not per request: isinstance on a protocol costs 15-45 us)."""
     if st.runtime is None:
         raise NotReady(st.load_error or "the model is still loading")
     if st.task != task:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from runtimes.protocol import Ranked
 from tursi.core.errors import InvalidRequest
 from tursi.http.guards import read_json
 from tursi.worker.embeddings import parse_embedding_request
-from tursi.worker.state import STATE, check_model, observed, require_task
+from tursi.worker.state import STATE, Observation, WorkerState, check_model, observed, require_task
 
 routes = web.RouteTableDef()
 
@@ -24,33 +26,45 @@ def _top_k(body: dict[str, Any], default: int | None) -> int | None:
     return value
 
 
-async def _serve(request: web.Request, task: str, route: str, default_k: int | None) -> web.Response:
-    st = request.app[STATE]
-    with observed(st, route) as obs:
-        runtime = require_task(st, task)
-        body = await read_json(request)
-        check_model(st, body)
-        texts, _ = parse_embedding_request(body)
-        k = _top_k(body, default_k)
-        if task == "fill-mask":
-            missing = [i for i, t in enumerate(texts) if runtime.mask_token not in t]
-            if missing:
-                raise InvalidRequest(f"input {missing[0]} has no {runtime.mask_token} token", param="input")
-        call = runtime.classify if task == "classification" else runtime.fill_mask
-        async with st.gate.slot():
-            results, obs.tokens = await asyncio.get_running_loop().run_in_executor(st.executor, call, texts, k)
-        key = "labels" if task == "classification" else "predictions"
-        data = [{"index": i, key: r} for i, r in enumerate(results)]
-        obs.status = 200
-        usage = {"prompt_tokens": obs.tokens, "total_tokens": obs.tokens}
-        return web.json_response({"object": "list", "data": data, "model": st.name, "usage": usage})
+async def _read(request: web.Request, st: WorkerState, default_k: int | None) -> tuple[list[str], int | None]:
+    body = await read_json(request)
+    check_model(st, body)
+    texts, _ = parse_embedding_request(body)
+    return texts, _top_k(body, default_k)
+
+
+async def _answer(
+    st: WorkerState,
+    obs: Observation,
+    call: Callable[[list[str], int | None], tuple[Ranked, int]],
+    texts: list[str],
+    k: int | None,
+    key: str,
+) -> web.Response:
+    async with st.gate.slot():
+        results, obs.tokens = await asyncio.get_running_loop().run_in_executor(st.executor, call, texts, k)
+    data = [{"index": i, key: r} for i, r in enumerate(results)]
+    obs.status = 200
+    usage = {"prompt_tokens": obs.tokens, "total_tokens": obs.tokens}
+    return web.json_response({"object": "list", "data": data, "model": st.name, "usage": usage})
 
 
 @routes.post("/v1/classify")
 async def classify(request: web.Request) -> web.Response:
-    return await _serve(request, "classification", "/v1/classify", None)
+    st = request.app[STATE]
+    with observed(st, "/v1/classify") as obs:
+        runtime = require_task(st, "classification")
+        texts, k = await _read(request, st, None)
+        return await _answer(st, obs, runtime.classify, texts, k, "labels")
 
 
 @routes.post("/v1/fill-mask")
 async def fill_mask(request: web.Request) -> web.Response:
-    return await _serve(request, "fill-mask", "/v1/fill-mask", 5)
+    st = request.app[STATE]
+    with observed(st, "/v1/fill-mask") as obs:
+        runtime = require_task(st, "fill-mask")
+        texts, k = await _read(request, st, 5)
+        missing = [i for i, t in enumerate(texts) if runtime.mask_token not in t]
+        if missing:
+            raise InvalidRequest(f"input {missing[0]} has no {runtime.mask_token} token", param="input")
+        return await _answer(st, obs, runtime.fill_mask, texts, k, "predictions")
