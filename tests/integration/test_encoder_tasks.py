@@ -56,5 +56,8 @@ def test_fill_mask_matches_transformers(env: Env, daemon: DaemonProc, tiny_fill_
     assert preds[0]["token_id"] == int(probs.argmax())
     assert abs(preds[0]["score"] - float(probs.max())) < 0.01
     assert preds[0]["sequence"] == text.replace("[MASK]", preds[0]["token"])
+    for absent in ({"input": text}, {"input": text, "top_k": None}):  # null is the default, not the whole vocabulary
+        status, body = post(endpoint + "/fill-mask", absent)
+        assert (status, len(body["data"][0]["predictions"])) == (200, 5)
     status, problem = post(endpoint + "/fill-mask", {"input": "no mask here"})
     assert (status, problem["code"], problem["param"]) == (400, "invalid_request", "input")

@@ -18,9 +18,9 @@ routes = web.RouteTableDef()
 
 
 def _top_k(body: dict[str, Any], default: int | None) -> int | None:
-    value = body.get("top_k", default)
-    if value is None:
-        return None
+    value = body.get("top_k")
+    if value is None:  # absent or null: the route's default (fill-mask: 5, not the whole vocabulary)
+        return default
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
         raise InvalidRequest("'top_k' must be an integer from 1 to 100", param="top_k")
     return value
