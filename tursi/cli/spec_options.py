@@ -39,6 +39,7 @@ def click_parameter(f: Field[Any]) -> Callable[[F], F]:
     if opt.kind == "bool":
         return click.option(opt.flag(f.name), is_flag=True, **kw)
     kw["type"] = click_type(f)
+    kw["multiple"] = opt.kind == "pairs"  # one KEY=VALUE a flag: --label a=1 --label b=2
     if opt.default_text is not None or f.default is None:  # described, or decided later: not sent unless given
         return click.option(opt.flag(f.name), f.name, default=None, show_default=opt.default_text or False, **kw)
     default = str(f.default) if opt.kind == "choice" else f.default  # click.Choice holds strings
@@ -55,7 +56,24 @@ def click_type(f: Field[Any]) -> click.ParamType | None:
         return click.Choice([str(c) for c in opt.choices])
     if opt.kind == "file":
         return click.Path(exists=True, dir_okay=False, resolve_path=True)
+    if opt.kind == "pairs":
+        return KeyValue()
     return None
+
+
+class KeyValue(click.ParamType):
+    """KEY=VALUE as a (KEY, VALUE) pair, split at the first '='; which keys and values are allowed, the spec says
+    (tursid checks them: one rule for every client)."""
+
+    name = "key=value"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, text = str(value).partition("=")
+        if not sep or not key:
+            self.fail(f"{value!r} is not KEY=VALUE", param, ctx)
+        return key, text
 
 
 def _whole(bound: float | None) -> int | None:
@@ -64,14 +82,15 @@ def _whole(bound: float | None) -> int | None:
 
 def request_body(params: Mapping[str, Any], *groups: str) -> dict[str, Any]:
     """The JSON body for the spec's fields of ``groups`` from a command's parsed parameters: a choice back to its
-    declared type (``--bits 4`` -> 4); what was not given (None) is left out."""
+    declared type (``--bits 4`` -> 4), pairs to an object; what was not given (None, no pair) is left out."""
     body: dict[str, Any] = {}
     for f in spec_fields(*groups):
-        value = params.get(f.name)
-        if value is None:
+        value, opt = params.get(f.name), option_of(f)
+        if value is None or (opt.kind == "pairs" and not value):
             continue
-        opt = option_of(f)
         if opt.kind == "choice":
             value = next(c for c in opt.choices if str(c) == value)
+        elif opt.kind == "pairs":
+            value = dict(value)  # a KEY given twice: the last one wins
         body[f.name] = value
     return body

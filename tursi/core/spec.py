@@ -7,7 +7,8 @@ settings tursid hands a worker (``tursi.core.worker_settings``). Adding an optio
 that uses it.
 
 Groups: ``source`` (the model), ``placement`` (name, port, host: a deployment's own columns), ``conversion`` (what
-the artifact is made of: `tursi build` takes these), ``serving`` (how it runs; ``worker=True`` ones go to the worker).
+the artifact is made of: `tursi build` takes these), ``serving`` (how it runs; ``worker=True`` ones go to the worker),
+``metadata`` (kept on the deployment for people and tools).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from tursi.core.names import NAME_RULE
 from tursi.core.restart import Backoff, RestartPolicy
 
 DEFAULT_MIN_QUALITY = {"embeddings": 0.85, "classification": 0.75, "fill-mask": 0.5, "chat": 0.50}
-GROUPS = ("source", "placement", "conversion", "serving")
-KINDS = ("str", "int", "float", "bool", "choice", "file")
+GROUPS = ("source", "placement", "conversion", "serving", "metadata")
+KINDS = ("str", "int", "float", "bool", "choice", "file", "pairs")
+PAIR_VALUE_MAX = 256
+PAIR_VALUE = rf"[^\u0000-\u001f\u007f-\u009f]{{0,{PAIR_VALUE_MAX}}}"  # a "pairs" value: printable, no controls
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,12 @@ class Option:
 
     help: str
     group: str  # one of GROUPS
-    kind: str = "str"  # one of KINDS; "file": a path to a readable file
+    kind: str = "str"  # one of KINDS; "file": a path to a readable file; "pairs": KEY=VALUE (a JSON object)
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[Any, ...] = ()
     auto: Any = None  # a value outside the range that also means "the default" (threads 0: physical cores)
-    pattern: str | None = None  # a str must match it whole
+    pattern: str | None = None  # a str (a "pairs" key) must match it whole; "pairs": ``maximum`` counts pairs
     message: str | None = None  # what a wrong value is told (else worded from kind and range)
     normalize: Callable[[Any], Any] | None = None  # a check or rewrite of a given value after the generic one
     required: bool = False
@@ -49,9 +52,10 @@ class Option:
     default_text: str | None = None  # how --help shows the default when the value alone says little
     worker: bool = False  # handed to the worker process (WorkerSettings)
     stored_as: str | None = None  # its key in a deployment's stored options, when not its name
+    flag_name: str | None = None  # its CLI flag, when not --NAME (one --label per pair of "labels")
 
     def flag(self, name: str) -> str:
-        return "--" + name.replace("_", "-")
+        return "--" + (self.flag_name or name.replace("_", "-"))
 
     def wrong(self, name: str, value: Any) -> InvalidSpec:
         return InvalidSpec(self.message or self._worded(name, value), param=name)
@@ -64,6 +68,11 @@ class Option:
             return f"{flag} must be " + " or ".join(repr(c) if isinstance(c, str) else str(c) for c in self.choices)
         if self.kind == "file":
             return f"{flag} {value!r} is not a readable file"
+        if self.kind == "pairs":
+            return (
+                f"{flag} takes at most {hi} KEY=VALUE pairs: KEY matching {self.pattern}, VALUE text of at most "
+                f"{PAIR_VALUE_MAX} printable characters"
+            )
         number = "an integer" if self.kind == "int" else "a number"
         if hi is None:
             return f"{flag} must be {number} >= {lo}"
@@ -122,6 +131,17 @@ def _check_file(opt: Option, v: Any) -> Any:
     return v if isinstance(v, str) and Path(v).is_file() else _WRONG
 
 
+def _check_pairs(opt: Option, v: Any) -> Any:
+    if not isinstance(v, dict) or (opt.maximum is not None and len(v) > opt.maximum):
+        return _WRONG
+    for key, value in v.items():
+        if opt.pattern is not None and not re.fullmatch(opt.pattern, key):
+            return _WRONG
+        if not isinstance(value, str) or not re.fullmatch(PAIR_VALUE, value):
+            return _WRONG
+    return dict(v)
+
+
 _KIND_CHECKS: dict[str, Callable[[Option, Any], Any]] = {
     "str": _check_str,
     "int": _check_int,
@@ -129,6 +149,7 @@ _KIND_CHECKS: dict[str, Callable[[Option, Any], Any]] = {
     "bool": lambda _, v: v if isinstance(v, bool) else _WRONG,
     "choice": _check_choice,
     "file": _check_file,
+    "pairs": _check_pairs,
 }
 
 
@@ -362,7 +383,7 @@ class DeploymentSpec:
         return RestartPolicy.parse(self.restart)
 
 
-STORED_GROUPS = ("conversion", "serving")
+STORED_GROUPS = ("conversion", "serving", "metadata")
 
 
 def spec_fields(*groups: str) -> tuple[Field[Any], ...]:

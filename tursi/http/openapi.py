@@ -11,7 +11,7 @@ from typing import Any
 
 from tursi import __version__
 from tursi.core.names import NAME_PATTERN
-from tursi.core.spec import option_of, spec_fields
+from tursi.core.spec import PAIR_VALUE, Option, option_of, spec_fields
 
 PROBLEM = {
     "type": "object",
@@ -91,16 +91,34 @@ def spec_body(*groups: str) -> dict[str, Any]:
 def field_schema(f: Field[Any]) -> dict[str, Any]:
     """One spec field as JSON Schema. A field whose ``auto`` value lies outside its range takes either."""
     opt = option_of(f)
-    schema: dict[str, Any] = {"enum": list(opt.choices)} if opt.kind == "choice" else {"type": JSON_TYPES[opt.kind]}
-    schema.update({k: v for k, v in (("minimum", opt.minimum), ("maximum", opt.maximum)) if v is not None})
-    if opt.pattern is not None:
-        schema["pattern"] = f"^{opt.pattern}$"
+    schema = _pairs_schema(opt) if opt.kind == "pairs" else _value_schema(opt)
     if opt.auto is not None:
         schema = {"anyOf": [{"const": opt.auto}, schema]}
     if f.default is not None and not opt.required:
         schema["default"] = f.default
     described = f" Default: {opt.default_text}." if opt.default_text else ""
     return {**schema, "description": opt.help + described}
+
+
+def _value_schema(opt: Option) -> dict[str, Any]:
+    schema: dict[str, Any] = {"enum": list(opt.choices)} if opt.kind == "choice" else {"type": JSON_TYPES[opt.kind]}
+    schema.update({k: v for k, v in (("minimum", opt.minimum), ("maximum", opt.maximum)) if v is not None})
+    if opt.pattern is not None:
+        schema["pattern"] = f"^{opt.pattern}$"
+    return schema
+
+
+def _pairs_schema(opt: Option) -> dict[str, Any]:
+    """KEY=VALUE pairs as an object: keys match the pattern, values are printable strings, at most ``maximum``."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": {"type": "string", "pattern": f"^{PAIR_VALUE}$"},
+    }
+    if opt.pattern is not None:
+        schema["propertyNames"] = {"pattern": f"^{opt.pattern}$"}
+    if opt.maximum is not None:
+        schema["maxProperties"] = int(opt.maximum)
+    return schema
 
 
 REMOVED = {
