@@ -11,10 +11,10 @@ import click
 import pytest
 
 from tursi.cli.bundles import build_cmd
-from tursi.cli.spec_options import request_body
+from tursi.cli.spec_options import KeyValue, request_body
 from tursi.cli.up import up_cmd
 from tursi.core.errors import InvalidSpec
-from tursi.core.spec import GROUPS, KINDS, DeploymentSpec, field_names, option_of, spec_fields
+from tursi.core.spec import GROUPS, KINDS, PAIR_VALUE, DeploymentSpec, field_names, option_of, spec_fields
 from tursi.core.worker_settings import WorkerSettings
 from tursi.http.openapi import control
 
@@ -58,6 +58,7 @@ MESSAGES = [
     ({"restart_on_unhealthy": 1}, "restart_on_unhealthy", "'restart_on_unhealthy' must be true or false"),
     ({"api_key": 5}, "api_key", "--api-key must be a string or 'auto'"),
     ({"api_key": "short"}, "api_key", "--api-key needs at least 16 characters and no spaces, or 'auto'"),
+    ({"labels": {"a b": "c"}}, "labels", "--label takes at most 32 KEY=VALUE pairs: KEY matching [A-Za-z0-9]"),
 ]
 
 
@@ -69,6 +70,8 @@ def valid_value(f: Field[Any]) -> Any:
         return opt.choices[-1]
     if opt.kind == "bool":
         return True
+    if opt.kind == "pairs":
+        return {"team": "ml", "tursi.dev/stage": "prod = eu-1"}
     return opt.maximum if opt.maximum is not None else opt.minimum + 1
 
 
@@ -76,6 +79,9 @@ def invalid_values(f: Field[Any]) -> list[Any]:
     """A value of the wrong JSON type, and values just outside the declared range."""
     opt = option_of(f)
     wrong_type = {"str": 5, "file": "/no/such/file", "int": "7", "float": "x", "bool": "yes", "choice": "nope"}
+    if opt.kind == "pairs":  # a string, a value that is not text, a key or value out of bounds, one pair too many
+        too_many = {f"k{i}": "v" for i in range(int(opt.maximum or 0) + 1)}
+        return ["team=ml", {"team": 5}, {"bad key": "v"}, {"-x": "v"}, {"k": "a\x1bb"}, {"k": "v" * 257}, too_many]
     values = [wrong_type[opt.kind]]
     if opt.kind in ("int", "float"):
         step = 1 if opt.kind == "int" else 0.01
@@ -121,7 +127,7 @@ def test_an_invalid_value_is_a_400_naming_the_field(name: str) -> None:
             DeploymentSpec.parse(body_with(name, value))
         problem = caught.value.to_problem()
         assert (problem["status"], problem["code"], problem["param"]) == (400, "invalid_spec", name), value
-        assert name.replace("_", "-") in problem["detail"] or name in problem["detail"]
+        assert option_of(FIELDS[name]).flag(name) in problem["detail"] or name in problem["detail"]
 
 
 @pytest.mark.parametrize(("body", "param", "message"), MESSAGES)
@@ -175,6 +181,9 @@ def test_the_up_option_says_what_the_spec_says(name: str) -> None:
     elif opt.kind == "file":
         assert isinstance(kind, click.Path)
         assert (kind.exists, kind.dir_okay) == (True, False)
+    elif opt.kind == "pairs":
+        assert isinstance(kind, KeyValue)
+        assert param.multiple
     else:
         assert kind is click.STRING
     if opt.default_text is None and f.default is not None:
@@ -203,6 +212,11 @@ def test_the_openapi_property_says_what_the_spec_says(name: str) -> None:
     if opt.auto is not None:
         assert prop["anyOf"][0] == {"const": opt.auto}
         prop = prop["anyOf"][1]
+    if opt.kind == "pairs":
+        assert (prop["type"], prop["maxProperties"]) == ("object", opt.maximum)
+        assert prop["propertyNames"] == {"pattern": f"^{opt.pattern}$"}
+        assert prop["additionalProperties"] == {"type": "string", "pattern": f"^{PAIR_VALUE}$"}
+        return
     if opt.kind == "choice":
         assert prop["enum"] == list(opt.choices)
     else:
@@ -225,6 +239,7 @@ def test_openapi_documents_every_field_and_build_the_conversion_ones() -> None:
         ([], {}),
         (["--bits", "4", "--threads", "2", "--ctx-size", "512"], {"bits": 4, "threads": 2, "ctx_size": 512}),
         (["--rate-limit", "5/s", "--allow-pickle"], {"rate_limit": "5/second", "allow_pickle": True}),
+        (["--label", "a=1", "--label", "b=x=y", "--label", "a=2"], {"labels": {"a": "2", "b": "x=y"}}),
         (["--health-retries", "5", "--restart", "always"], {"health_retries": 5, "restart": "always"}),
         (["--restart-on-unhealthy", "--calibration", CALIBRATION], {"restart_on_unhealthy": True}),
         (["--name", "x", "--port", "8080", "--host", "0.0.0.0"], {"name": "x", "port": 8080, "host": "0.0.0.0"}),
@@ -239,7 +254,7 @@ def test_what_the_cli_sends_parses_to_what_was_typed(args: list[str], expected: 
 
 
 def test_stored_options_round_trip() -> None:
-    body = {f: valid_value(FIELDS[f]) for f in field_names("conversion", "serving")}
+    body = {f: valid_value(FIELDS[f]) for f in field_names("conversion", "serving", "metadata")}
     spec = DeploymentSpec.parse({**body, "model": "minilm", "api_key": "k" * 20})
     stored = spec.stored_options(api_key_sha256="ab" * 32)
     assert "api_key" not in stored

@@ -337,6 +337,15 @@ class DeploymentSpec:
         help="Require this API key (Bearer) on the inference routes; "
         "'auto' generates one and prints it once. /health, /ready and /metrics stay open.",
     )
+    labels: dict[str, str] | None = option(
+        group="metadata",
+        kind="pairs",
+        flag_name="label",
+        pattern=r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}",
+        maximum=32,
+        metavar="KEY=VALUE",
+        help="A label kept on the deployment (repeatable), shown by `ps --format json` and `inspect`.",
+    )
 
     @classmethod
     def parse(cls, body: Mapping[str, Any], names: Collection[str] | None = None) -> DeploymentSpec:
