@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,7 +104,10 @@ def _is_tursid(pid: int) -> bool:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
-    return b"tursi.daemon" in cmdline and state != "Z"
+    argv = cmdline.split(b"\0")
+    # "python -m tursi.daemon", or a venv's console script ".../bin/tursid" (a device venv in the e2e tests)
+    started_as_tursid = b"tursi.daemon" in argv or any(Path(os.fsdecode(a)).name == "tursid" for a in argv)
+    return started_as_tursid and state != "Z"
 
 
 class DaemonProc:
@@ -174,6 +178,32 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Pat
     Weights are drawn large enough (initializer_range 0.4) that 4- and 8-bit rounding shows in the outputs.
     """
     return _tiny_task_model(tmp_path_factory.mktemp("tiny-bert"), minilm_dir, "BertModel", initializer_range=0.4)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    """An artifacts folder holding tiny_bert converted with the default plan, made once per session by a real
+    tursid. Tests whose point is not conversion seed their home with it (``seeded_tiny_bert``)."""
+    env = make_env(tmp_path_factory.mktemp("tiny-bert-seed") / "home")
+    daemon = DaemonProc(env).start()
+    try:
+        env.cli("up", str(tiny_bert), "--name", "seed", check=True)
+        env.cli("down", "seed", check=True)
+    finally:
+        daemon.terminate()
+        stop_everything_in(env.home)
+    return env.home / "artifacts"
+
+
+@pytest.fixture
+def seeded_tiny_bert(env: Env, tiny_bert_artifacts: Path) -> None:
+    """Puts the converted tiny_bert into this test's artifact cache, so ``up tiny_bert`` with the default plan
+    skips the ~10 s conversion (the cache is looked up on disk by content key; another plan still converts)."""
+    target = env.home / "artifacts"
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in tiny_bert_artifacts.iterdir():
+        if entry.is_dir() and (entry / "manifest.json").is_file():
+            shutil.copytree(entry, target / entry.name)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
+    from tests.protobuf_wire import varint as _varint
     from tursi.core.errors import TursiError
     from tursi.formats import bundle, gguf_header, onnx_external, safetensors_header
 
@@ -66,15 +67,6 @@ def _onnx_seed() -> bytes:
     tensor = field(8, b"w") + entries + _varint(14 << 3) + _varint(1)  # data_location = EXTERNAL
     node = field(1, b"x") + field(2, b"y") + field(4, b"Identity")
     return field(7, field(1, node) + field(5, tensor))  # ModelProto.graph{node, initializer}
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def _bundle_seed() -> bytes:

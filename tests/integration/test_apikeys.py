@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import DaemonProc, Env
 
+pytestmark = pytest.mark.usefixtures("seeded_tiny_bert")  # conversion is not the point here: start from the cache
+
 
 def status_of(url: str, key: str | None = None, body: dict | None = None) -> int:
     """200, or 401 when the answer is the problem+json `unauthorized` (0 for anything else)."""

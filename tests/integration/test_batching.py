@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import DaemonProc, Env
 from tests.integration.test_lifecycle import post
+
+pytestmark = pytest.mark.usefixtures("seeded_tiny_bert")  # conversion is not the point here: start from the cache
 
 TEXTS = [f"sentence number {i} " + "word " * (i % 7) for i in range(48)]
 

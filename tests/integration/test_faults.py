@@ -120,6 +120,7 @@ def test_tursid_killed_before_a_loaded_bundle_is_published(
     assert len(visible_artifacts(device_env)) == 1
 
 
+@pytest.mark.usefixtures("seeded_tiny_bert")  # the point is the commit after conversion
 @pytest.mark.parametrize(("point", "left"), [("up__before_commit", []), ("up__after_commit", ["created"])])
 def test_tursid_killed_around_the_deployment_commit(env: Env, tiny_bert: Path, point: str, left: list[str]) -> None:
     daemon = start(env)

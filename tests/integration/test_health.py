@@ -8,7 +8,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import DaemonProc, Env, wait_for
+
+pytestmark = pytest.mark.usefixtures("seeded_tiny_bert")  # conversion is not the point here: start from the cache
 
 FAST = ["--health-interval", "0.3", "--health-timeout", "0.5", "--health-retries", "2"]
 

@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import DaemonProc, Env
 
+pytestmark = pytest.mark.usefixtures("seeded_tiny_bert")  # conversion is not the point here: start from the cache
+
 LABELS = {"team": "search", "tursi.dev/stage": "canary = eu-1"}
 
 

@@ -51,12 +51,20 @@ def embed(endpoint: str, texts: list[str], model: str | None = None) -> np.ndarr
     return np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
 
 
-@pytest.fixture
-def tiny_up(env: Env, daemon: DaemonProc, tiny_bert: Path) -> dict[str, Any]:
+def test_up_converts_with_progress_then_serves(env: Env, daemon: DaemonProc, tiny_bert: Path) -> None:
     port = free_port()
     proc = env.cli("up", str(tiny_bert), "--name", "tiny", "--port", str(port), check=True)
     assert proc.stdout.strip() == f"tiny is ready: http://127.0.0.1:{port}/v1"
     assert "[1/4] exporting to ONNX" in proc.stderr  # progress was shown
+    assert embed(f"http://127.0.0.1:{port}/v1", ["converted here"]).shape == (1, 32)
+
+
+@pytest.fixture
+def tiny_up(env: Env, seeded_tiny_bert: None, daemon: DaemonProc, tiny_bert: Path) -> dict[str, Any]:
+    """tiny_bert deployed from the session's converted artifact (conversion itself: the test above)."""
+    port = free_port()
+    proc = env.cli("up", str(tiny_bert), "--name", "tiny", "--port", str(port), check=True)
+    assert proc.stdout.strip() == f"tiny is ready: http://127.0.0.1:{port}/v1"
     (dep,) = env.ps()
     return dep
 

@@ -8,10 +8,13 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import DaemonProc, Env, wait_for
 from tests.integration.test_lifecycle import embed, post
+
+pytestmark = pytest.mark.usefixtures("seeded_tiny_bert")  # conversion is not the point here: start from the cache
 
 # a path whose percent-decoded form, used as a label, would write its own lines into /metrics (the
 # second one breaking tursid's parser of the page), and one with a double quote

@@ -7,8 +7,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import DaemonProc, Env, wait_for
 from tests.integration.test_lifecycle import embed
+
+pytestmark = pytest.mark.usefixtures("seeded_tiny_bert")  # conversion is not the point here: start from the cache
 
 
 def dep(env: Env, name: str) -> dict[str, Any]:

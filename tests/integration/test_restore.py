@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.conftest import DaemonProc, Env, wait_for
 from tests.integration.test_lifecycle import embed, free_port
 from tursi.core.worker_settings import WorkerSettings
+
+pytestmark = pytest.mark.usefixtures("seeded_tiny_bert")  # conversion is not the point here: start from the cache
 
 
 def workers_of(home: Path) -> set[int]:

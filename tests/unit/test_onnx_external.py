@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import convert_model_to_external_data
 
 from runtimes import load_runtime
+from tests.protobuf_wire import varint as _varint
 from tursi.core.errors import UnsafeModel
 from tursi.formats.onnx_external import InvalidOnnx, check, check_folder, scan
 
@@ -170,15 +171,6 @@ def test_mutated_models_give_only_clear_errors(folder: Path, flips: list[tuple[i
 
 
 # --- the walker reads the protobuf exactly as onnxruntime's C++ protobuf does (issue 13, item 4) ---
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def _overlong_tag(field: int) -> bytes:
