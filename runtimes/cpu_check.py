@@ -10,6 +10,8 @@ import platform
 import re
 from pathlib import Path
 
+from tursi.core.hardware import ARM_FEATURES, target_profiles
+
 # llama.cpp system-info feature -> the /proc/cpuinfo flag that must be present
 X86_FLAGS = {
     "SSE3": "pni",
@@ -37,6 +39,9 @@ ARM_FLAGS = {
 }
 
 
+X86_MACHINES = ("x86_64", "AMD64", "i686")
+
+
 class LlamaBuildMismatch(RuntimeError):
     pass
 
@@ -56,11 +61,29 @@ def cpu_flags(cpuinfo: str) -> set[str]:
 
 
 def missing_instructions(system_info: str, cpuinfo: str, machine: str) -> list[str]:
-    table = X86_FLAGS if machine in ("x86_64", "AMD64", "i686") else ARM_FLAGS
+    table = X86_FLAGS if machine in X86_MACHINES else ARM_FLAGS
     have = cpu_flags(cpuinfo)
     if not have:
         return []  # nothing to compare with (no /proc/cpuinfo flags): do not guess
     return sorted(f for f in build_features(system_info) if f in table and table[f] not in have)
+
+
+def arm_pack_for(cpuinfo: str) -> str | None:
+    """The most capable aarch64 target profile whose CPU features this CPU has (the runtime pack to install)."""
+    have = {ARM_FEATURES[f] for f in cpu_flags(cpuinfo) if f in ARM_FEATURES}
+    fits = [p for p in target_profiles().values() if p.is_arm and set(p.features) <= have]
+    return max(fits, key=lambda p: (len(p.features), p.name)).name if fits else None
+
+
+def remedy(cpuinfo: str, machine: str) -> str:
+    if machine in X86_MACHINES:
+        return "rebuild it here with platform/install-llama-cpp.sh"
+    target = arm_pack_for(cpuinfo)
+    pack = f"`tursi pack --target {target}`" if target else "`tursi pack` for this device's profile"
+    return (
+        f"install the runtime pack built for this CPU instead: {pack} on a workstation, then "
+        "`install-device.sh --pack FILE` here (or build llama.cpp here with platform/install-llama-cpp.sh)"
+    )
 
 
 def check_llama_build(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> None:
@@ -71,9 +94,10 @@ def check_llama_build(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> None:
         cpuinfo = cpuinfo_path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return
-    missing = missing_instructions(info, cpuinfo, platform.machine())
+    machine = platform.machine()
+    missing = missing_instructions(info, cpuinfo, machine)
     if missing:
         raise LlamaBuildMismatch(
-            f"the installed llama.cpp build uses {', '.join(missing)}, which this CPU lacks; "
-            "rebuild it here with platform/install-llama-cpp.sh"
+            f"the installed llama.cpp build uses {', '.join(missing)}, which this CPU lacks "
+            f"(it would die with 'Illegal instruction' at the first token); {remedy(cpuinfo, machine)}"
         )

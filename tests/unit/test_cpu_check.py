@@ -32,3 +32,28 @@ def test_installed_build_runs_on_this_cpu() -> None:
     from runtimes.cpu_check import check_llama_build
 
     check_llama_build()  # raises LlamaBuildMismatch when the wheel does not fit this machine
+
+
+A72 = "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"  # qemu 10 -cpu cortex-a72 (Pi 4)
+A76 = "Features\t: fp asimd aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "machine", "advice"),
+    [
+        (A72, "aarch64", "`tursi pack --target rpi4`"),  # a Pi 5 build moved to a Pi 4: the Pi 4 pack
+        (A76, "aarch64", "`tursi pack --target rpi5`"),
+        ("Features\t: fp\n", "aarch64", "`tursi pack` for this device's profile"),  # no NEON: no profile fits
+        (X86_AVX2_ONLY, "x86_64", "rebuild it here with platform/install-llama-cpp.sh"),
+    ],
+)
+def test_refusal_names_the_pack_to_install(cpuinfo: str, machine: str, advice: str) -> None:
+    from runtimes.cpu_check import remedy
+
+    assert advice in remedy(cpuinfo, machine)
+
+
+def test_a_dotprod_build_on_a_cortex_a72_is_refused() -> None:
+    info = "CPU : NEON = 1 | ARM_FMA = 1 | DOTPROD = 1 | LLAMAFILE = 1 | REPACK = 1 |"  # the rpi5 pack's build
+    assert missing_instructions(info, A72, "aarch64") == ["DOTPROD"]
+    assert missing_instructions(info, A76, "aarch64") == []

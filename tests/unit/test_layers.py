@@ -19,7 +19,8 @@ ALLOWED: dict[str, set[str]] = {
     "core": {"core", "leaf"},  # tursi.core + tursi.formats + the package itself (__version__)
     "http": {"core", "http"},
     "client": {"core", "client"},
-    "cli": {"core", "client", "cli"},
+    "cli": {"core", "client", "cli", "pack"},
+    "pack": {"core", "pack"},  # runtime packs: workstation code, no daemon
     "daemon": {"core", "http", "daemon", "leaf"},
     "worker": {"core", "http", "worker", "runtimes"},
     "runtimes": {"core", "runtimes"},

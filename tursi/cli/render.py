@@ -87,6 +87,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.current: str | None = None
+        self.suffix = ""
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -102,16 +103,25 @@ class Progress:
             with self._lock:
                 if self.current:
                     elapsed = time.monotonic() - self.started
-                    self.stream.write(f"\r{frames[i % 4]} {self.current} ({elapsed:.1f}s)\x1b[K")
+                    suffix = f" {self.suffix}" if self.suffix else ""
+                    self.stream.write(f"\r{frames[i % 4]} {self.current}{suffix} ({elapsed:.1f}s)\x1b[K")
                     self.stream.flush()
             i += 1
 
     def stage(self, text: str) -> None:
         with self._lock:
             self._finish_locked()
-            self.current, self.started = clean(text), time.monotonic()
+            self.current, self.started, self.suffix = clean(text), time.monotonic(), ""
             if not self.tty:
                 self.stream.write(f"{self.current} ...\n")
+                self.stream.flush()
+
+    def note(self, text: str, *, plain: bool = False) -> None:
+        """Detail of the current stage (``[120/193]``): ticks on a terminal; a plain line elsewhere when ``plain``."""
+        with self._lock:
+            self.suffix = clean(text)
+            if plain and not self.tty and self.current:
+                self.stream.write(f"{self.current} {self.suffix}\n")
                 self.stream.flush()
 
     def _finish_locked(self, mark: str = "done") -> None:

@@ -103,6 +103,15 @@ class ConversionFailed(TursiError):
     exit_code = 65
 
 
+class PackBuildFailed(TursiError):
+    """A tool a runtime pack is built with (pip, the cross-compiler) failed; its output's tail is in log_tail."""
+
+    code = "pack_build_failed"
+    title = "Runtime pack build failed"
+    http_status = 500
+    exit_code = 69  # EX_UNAVAILABLE: mostly a missing toolchain or no route to the package index
+
+
 class WorkerFailed(TursiError):
     code = "worker_failed"
     title = "Worker did not become ready"
