@@ -82,6 +82,7 @@ def test_workers_and_converters_get_no_secrets() -> None:
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "2",
         "TURSI_HOME": "/t",
+        "QEMU_CPU": "cortex-a72",
         "TURSI_FAILPOINTS": "1",
         "TURSI_HEADER_TIMEOUT": "3",
         "TURSI_TOKEN": "control-token",
@@ -95,6 +96,6 @@ def test_workers_and_converters_get_no_secrets() -> None:
     }
     env = child_env(parent, PYTHONUNBUFFERED="1")
     kept = {"PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "HF_HOME", "HF_HUB_OFFLINE", "OMP_NUM_THREADS"}
-    kept |= {"TURSI_HOME", "TURSI_FAILPOINTS", "TURSI_HEADER_TIMEOUT", "PYTHONUNBUFFERED"}
+    kept |= {"TURSI_HOME", "TURSI_FAILPOINTS", "TURSI_HEADER_TIMEOUT", "PYTHONUNBUFFERED", "QEMU_CPU"}
     assert set(env) == kept
     assert env["PYTHONUNBUFFERED"] == "1"

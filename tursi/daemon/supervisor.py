@@ -46,6 +46,7 @@ CHILD_ENV_NAMES = frozenset(
 CHILD_ENV_PREFIXES = (
     ("LC_", "PYTHON", "XDG_", "HF_", "TRANSFORMERS_", "OMP_", "MKL_", "OPENBLAS_", "GGML_", "ORT_")
     + ("TURSI_",)  # the server settings (timeouts, connection caps, failpoints) workers read
+    + ("QEMU_",)  # under qemu-user emulation (QEMU_CPU), workers must run on the same emulated core as tursid
 )
 SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "CREDENTIAL", "AUTH")
 CLIENT_ONLY = cli_only()  # how a CLI finds a daemon (TURSI_HOST, TURSI_TLS_*) and its token
