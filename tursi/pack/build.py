@@ -20,7 +20,8 @@ from tursi.pack import verify
 from tursi.pack.crossbuild import llama_wheel
 from tursi.pack.elf import LibraryNeeds, wheel_library_needs
 from tursi.pack.targets import PackTarget, check_python, pack_target, pack_targets
-from tursi.pack.wheels import build_tursi_wheel, download, sha256_of, source_root
+from tursi.pack.verify import sha256_file
+from tursi.pack.wheels import build_tursi_wheel, download, source_root
 
 TOP = "tursi-pack"
 
@@ -53,7 +54,7 @@ def build_pack(target_name: str, python_version: str, output: Path, progress: Pa
             raise PackBuildFailed(f"{llama} holds {needs.machine} libraries, not aarch64 ones")
         progress.stage(f"[3/4] downloading aarch64 wheels for Python {python_version}")
         download(root / "wheels", python_version, tursi_wheel, [llama.parent])
-        if sha256_of(root / "wheels" / llama.name) != sha256_of(llama):
+        if sha256_file(root / "wheels" / llama.name) != sha256_file(llama):
             raise PackBuildFailed("pip chose another llama-cpp-python wheel than the one cross-compiled here")
         _add_installer(root)
         manifest = _manifest(root, target, python_version, llama, needs)
@@ -74,7 +75,7 @@ def _add_installer(root: Path) -> None:
 
 def _manifest(root: Path, target: PackTarget, python_version: str, llama: Path, needs: LibraryNeeds) -> dict[str, Any]:
     files = {
-        p.relative_to(root).as_posix(): {"sha256": sha256_of(p), "size": p.stat().st_size}
+        p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size}
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }

@@ -23,7 +23,7 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split(".") if p.isdigit())
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -39,7 +39,7 @@ def corruption(pack: Path, manifest: dict[str, Any]) -> list[str]:
         path = pack / rel
         if not path.is_file() or path.is_symlink():
             problems.append(f"{rel}: missing")
-        elif path.stat().st_size != want.get("size") or _sha256(path) != want.get("sha256"):
+        elif path.stat().st_size != want.get("size") or sha256_file(path) != want.get("sha256"):
             problems.append(f"{rel}: checksum mismatch (damaged in transfer?)")
     listed = set(files) | {MANIFEST}
     for path in sorted(pack.rglob("*")):

@@ -3,7 +3,6 @@ the device's Python, pinned to the versions installed here so the device runs wh
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sys
 import tempfile
@@ -123,11 +122,3 @@ def _download(
         f"downloading aarch64 wheels for Python {python_version}",
         on_line=on_line,
     )
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
