@@ -10,7 +10,7 @@ set -euo pipefail
 missing=()
 command -v aarch64-linux-gnu-g++ >/dev/null || missing+=(g++-aarch64-linux-gnu)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
-qemu_major=$(qemu-aarch64 --version 2>/dev/null | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -1)
+qemu_major=$( { qemu-aarch64 --version 2>/dev/null || true; } | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -1)
 [ "${qemu_major:-0}" -ge 10 ] || missing+=(qemu-user)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "${1:-}" = "--check" ]; then

@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     --python) python=$2; shift 2 ;;
     --no-service) service=0; shift ;;
     --dry-run) dry=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "install-device.sh: unknown option $1" >&2; exit 64 ;;
   esac
 done
@@ -43,10 +43,24 @@ fi
   echo "install-device.sh: Python 3.11 or newer is needed ($python is $("$python" -V 2>&1))" >&2
   exit 69
 }
+"$python" -c 'import ensurepip, venv' 2>/dev/null || {
+  echo "install-device.sh: $python cannot make a venv (Debian/Ubuntu: apt-get install python3-venv," \
+       "or python3.11-venv for --python python3.11)" >&2
+  exit 69
+}
 
 if [ -n "$pack" ]; then
   # A pack file is unpacked into a scratch folder first; nothing is installed before the check passes.
   if [ -f "$pack" ]; then
+    # only plain files and folders under tursi-pack/ (no links, devices, absolute or .. paths) are unpacked
+    # (listed into variables first: `tar | grep -q` under pipefail can fail on SIGPIPE and hide a match)
+    kinds=$(tar -tvf "$pack" | cut -c1 | sort -u)
+    names=$(tar -tf "$pack")
+    if grep -qv '^[-d]$' <<<"$kinds" || grep -Eqv '^tursi-pack(/|$)' <<<"$names" ||
+       grep -Eq '(^|/)\.\.(/|$)' <<<"$names"; then
+      echo "install-device.sh: $pack is not a runtime pack (entries other than files and folders under tursi-pack/)" >&2
+      exit 65
+    fi
     scratch=$(mktemp -d)
     trap 'rm -rf "$scratch"' EXIT
     tar -xf "$pack" -C "$scratch" --no-same-owner --no-same-permissions
@@ -56,7 +70,11 @@ if [ -n "$pack" ]; then
     echo "install-device.sh: $pack is not a runtime pack (no pack.json)" >&2
     exit 65
   }
-  "$python" "$pack/verify-pack.py" "$pack"
+  # the verifier of this checkout when there is one, else the pack's own copy (an integrity check either way:
+  # packs are not signed; compare the file's sha256 with the one `tursi pack` printed)
+  verifier=$here/../tursi/pack/verify.py
+  [ -f "$verifier" ] || verifier=$pack/verify-pack.py
+  "$python" "$verifier" "$pack"
 fi
 echo "installing tursid for $(uname -m) into $prefix, state in /var/lib/tursi, control API on $listen"
 

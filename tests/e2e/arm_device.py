@@ -45,8 +45,10 @@ def arm_tools_problem() -> str | None:
         return "the emulated aarch64 device needs root (overlay and bind mounts, chroot, binfmt_misc)"
     if not Path("/etc/debian_version").is_file() or shutil.which("apt-get") is None:
         return "the emulated aarch64 device needs Debian (debootstrap, qemu-user from bookworm-backports)"
-    _install_arm_tools()
-    return _binfmt_problem() or _overlay_problem()
+    problem = _binfmt_problem() or _overlay_problem()  # before installing anything: a skip installs nothing
+    if problem is None:
+        _install_arm_tools()
+    return problem
 
 
 def _install_arm_tools() -> None:
@@ -360,3 +362,19 @@ def output_tail(result: Any) -> str:
         return value.decode(errors="replace") if isinstance(value, bytes) else value or ""
 
     return f"stdout:\n{text(result.stdout)[-3000:]}\nstderr:\n{text(result.stderr)[-3000:]}"
+
+
+def device_workdir() -> Path:
+    """A fresh folder for one device's overlay and mounts, outside pytest's temporary folders: /dev and /sys are
+    bound into it, and pytest prunes old temporary folders with rmtree, which must never meet a live mount left by
+    a killed run. Folders of dead test processes are unmounted (lazily) and removed here first."""
+    base = Path(tempfile.gettempdir()) / "tursi-arm-devices"
+    base.mkdir(mode=0o700, exist_ok=True)
+    for entry in base.iterdir():
+        pid = entry.name.split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            for point in mounts_under(entry):
+                subprocess.run(["umount", "-l", point], capture_output=True)
+            if not mounts_under(entry):
+                shutil.rmtree(entry, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))

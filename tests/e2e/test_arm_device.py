@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DaemonProc, Env, make_env, stop_everything_in
-from tests.e2e.arm_device import EmulatedDevice, arm_tools_problem, cpu_features
+from tests.e2e.arm_device import EmulatedDevice, arm_tools_problem, cpu_features, device_workdir, mounts_under
 from tests.e2e.arm_rootfs import cached_rootfs
 from tests.e2e.test_minilm import SENTENCES, fp32_reference
 from tests.integration.test_lifecycle import free_port
@@ -117,9 +117,12 @@ def built(rootfs: Path, tmp_path_factory: pytest.TempPathFactory, smollm2_hf: Pa
 
 
 @pytest.fixture(scope="module")
-def device(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedDevice]:
-    with EmulatedDevice(rootfs, tmp_path_factory.mktemp("arm"), A76) as dev:
+def device(rootfs: Path) -> Iterator[EmulatedDevice]:
+    workdir = device_workdir()
+    with EmulatedDevice(rootfs, workdir, A76) as dev:
         yield dev
+    if not mounts_under(workdir):
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def install_pack(

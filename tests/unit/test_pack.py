@@ -171,3 +171,23 @@ def test_pack_refusals(tmp_path: Path, args: list[str], code: int, message: str)
     assert run.returncode == code, run.stderr
     assert message in run.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_install_script_refuses_a_pack_file_with_links(tmp_path: Path) -> None:
+    """A pack file is unpacked as root: a link in it (here: wheels -> /etc) would let it write outside."""
+    import tarfile
+
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        link = tarfile.TarInfo("tursi-pack/wheels")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+        tar.addfile(link)
+        for i in range(5000):  # a long listing after the link: the check must not stop reading early (SIGPIPE)
+            tar.addfile(tarfile.TarInfo(f"tursi-pack/f{i}"))
+    run = subprocess.run(
+        ["bash", str(ROOT / "platform" / "install-device.sh"), "--dry-run", "--pack", str(evil)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == verify.EXIT_CORRUPT
+    assert "entries other than files and folders under tursi-pack/" in run.stderr

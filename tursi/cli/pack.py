@@ -53,6 +53,7 @@ def pack_cmd(target: str, python_version: str, output: str | None) -> None:
         f"{m['target']} (needs {', '.join(m['cpu_features'])}; glibc >= {m['glibc_floor']}, "
         f"libstdc++ GLIBCXX >= {m['glibcxx_floor']})"
     )
+    render.out(f"sha256 {result.sha256} (compare on the device: sha256sum {path.name}; packs are not signed)")
     render.out(f"on the device: tar -xf {path.name} && sudo ./tursi-pack/install-device.sh --pack tursi-pack")
 
 

@@ -3,6 +3,7 @@ wheels, the install script and the verifier, listed with their sha256 in ``pack.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tursi import __version__
-from tursi.core.errors import PackBuildFailed
+from tursi.core.errors import NotSupported, PackBuildFailed
 from tursi.pack import verify
 from tursi.pack.crossbuild import llama_wheel
 from tursi.pack.elf import LibraryNeeds, wheel_library_needs
@@ -30,6 +31,7 @@ TOP = "tursi-pack"
 class PackResult:
     path: Path
     size_bytes: int
+    sha256: str
     manifest: dict[str, Any]
 
 
@@ -41,7 +43,25 @@ class PackProgress:
 
 def build_pack(target_name: str, python_version: str, output: Path, progress: PackProgress) -> PackResult:
     target, python_version = pack_target(target_name), check_python(python_version)
+    _check_tools()
     output = output.resolve()
+    try:
+        return _build(target, python_version, output, progress)
+    except OSError as e:
+        raise PackBuildFailed(f"cannot write the pack {output}: {e.strerror or e}") from None
+
+
+def _check_tools() -> None:
+    """What the build needs on this machine, checked before minutes of work."""
+    missing = [m for m in ("elftools", "wheel") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise NotSupported(
+            f"tursi pack needs {' and '.join(missing)} (pyelftools, wheel) on this workstation",
+            hint="pip install -e '.[convert]' (the workstation install)",
+        )
+
+
+def _build(target: PackTarget, python_version: str, output: Path, progress: PackProgress) -> PackResult:
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".tursi-pack-") as tmp_name:
         tmp = Path(tmp_name)
         root = tmp / TOP
@@ -54,7 +74,8 @@ def build_pack(target_name: str, python_version: str, output: Path, progress: Pa
             raise PackBuildFailed(f"{llama} holds {needs.machine} libraries, not aarch64 ones")
         progress.stage(f"[3/4] downloading aarch64 wheels for Python {python_version}")
         download(root / "wheels", python_version, tursi_wheel, [llama.parent])
-        if sha256_file(root / "wheels" / llama.name) != sha256_file(llama):
+        fetched = root / "wheels" / llama.name
+        if not fetched.is_file() or sha256_file(fetched) != sha256_file(llama):
             raise PackBuildFailed("pip chose another llama-cpp-python wheel than the one cross-compiled here")
         _add_installer(root)
         manifest = _manifest(root, target, python_version, llama, needs)
@@ -62,7 +83,7 @@ def build_pack(target_name: str, python_version: str, output: Path, progress: Pa
         progress.stage(f"[4/4] writing {output.name}")
         _write_tar(root, tmp / "pack.tar")
         os.replace(tmp / "pack.tar", output)
-    return PackResult(output, output.stat().st_size, manifest)
+    return PackResult(output, output.stat().st_size, sha256_file(output), manifest)
 
 
 def _add_installer(root: Path) -> None:

@@ -8,7 +8,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tursi.core.errors import InvalidSpec
+from tursi.core.errors import PackBuildFailed
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def wheel_library_needs(wheel: Path) -> LibraryNeeds:
             names |= needed
             libraries.append(info.filename)
     if len(machines) != 1:
-        raise InvalidSpec(
+        raise PackBuildFailed(
             f"{wheel.name}: expected shared libraries for one machine, found {sorted(machines) or 'none'}"
         )
     return LibraryNeeds(machines.pop(), newest(names, "GLIBC_"), newest(names, "GLIBCXX_"), tuple(sorted(libraries)))

@@ -34,5 +34,10 @@ def run_tool(argv: list[str], what: str, *, on_line: OnLine | None = None, cwd: 
     reader.join()
     if rc != 0:
         tail.extend(line.rstrip("\n") for line in out_lines[-10:])
-        raise PackBuildFailed(f"{what} failed (exit {rc})", log_tail=[line[:300] for line in tail])
+        raise PackBuildFailed(
+            f"{what} failed (exit {rc})",
+            hint="packs need network access to the package index, and Debian's cross-compiler "
+            "(sudo platform/install-arm-tools.sh); the tool's last lines are above",
+            log_tail=[line[:300] for line in tail],
+        )
     return "".join(out_lines)
