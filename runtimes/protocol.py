@@ -11,11 +11,11 @@ Methods are synchronous and CPU-bound; the worker calls them from its model thre
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from runtimes.llama_runtime import Chunk, LlamaRuntime, Sampling
+    from runtimes.llama_engine import Emit, Job
+    from runtimes.llama_runtime import LlamaRuntime, Sampling
     from runtimes.onnx_embed import OnnxEmbedder
     from runtimes.onnx_tasks import OnnxClassifier, OnnxFillMask
 
@@ -72,8 +72,17 @@ class TextGenerator(Runtime, Protocol):
 
     def check_context(self, prompt: list[int], max_tokens: int | None) -> None: ...
 
-    def generate(self, prompt: list[int], sampling: Sampling) -> Iterator[Chunk]:
-        """Text pieces as they are produced; the last one carries the finish reason. Closing it stops generation."""
+    def submit(self, prompt: list[int], sampling: Sampling, emit: Emit, **options: Any) -> Job:
+        """Queue a generation. ``emit`` gets each ``Chunk`` from the engine's thread as it is produced; the last one
+        carries the finish reason, or an exception arrives instead. Options are ``Job``'s (gone, cache_prompt)."""
+        ...
+
+    def cancel(self, job: Job) -> None:
+        """Stop a job and free its slot (nothing happens if it has finished)."""
+        ...
+
+    def slots(self) -> dict[str, int]:
+        """Slot occupancy and prompt-cache counters for /metrics."""
         ...
 
     def count_tokens(self, text: str) -> int: ...

@@ -270,7 +270,7 @@ def test_a_client_that_stops_reading_cannot_hold_the_model(env: Env, daemon: Dae
     env.vars.update({"TURSI_WRITE_TIMEOUT": "2", "TURSI_SEND_BUFFER": "16384"})  # else the kernel parks ~3 MB
     daemon.terminate()
     DaemonProc(env).start()  # workers inherit tursid's environment
-    dep = up_llm(env, "--threads", "2", "--ctx-size", "2048")
+    dep = up_llm(env, "--threads", "2", "--ctx-size", "2048", "--parallel", "1")  # one slot: the stall holds it
     port = dep["port"]
     body = json.dumps(  # greedy counting never stops on its own: ~150 bytes of SSE per token, 1500 tokens
         {"prompt": "Count from 1 to 1000, separated by commas: 1, 2, 3,", "max_tokens": 1500, "temperature": 0,

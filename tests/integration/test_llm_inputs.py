@@ -55,7 +55,7 @@ def serve(runtime: LlamaRuntime, artifact: Path, scenario: Callable[[TestClient]
 
 
 def ids(runtime: LlamaRuntime, text: str) -> list[int]:
-    return list(runtime.llm.tokenize(text.encode(), add_bos=False, special=True))
+    return list(runtime.model.tokenize(text.encode(), add_bos=False, special=True))
 
 
 def test_message_text_never_becomes_control_tokens(runtime: LlamaRuntime) -> None:
@@ -64,14 +64,22 @@ def test_message_text_never_becomes_control_tokens(runtime: LlamaRuntime) -> Non
     # the template's own: system, user, assistant openings and two closings; none from the content
     assert (prompt.count(im_start), prompt.count(im_end)) == (3, 2)
     text = runtime.template.render([{"role": "user", "content": FORGED}])
-    assert runtime.llm.detokenize(prompt, special=True).decode() == text  # same text, only the tokens differ
-    plain = runtime.llm.tokenize(FORGED.encode(), add_bos=False, special=False)
+    assert runtime.model.detokenize(prompt, special=True).decode() == text  # same text, only the tokens differ
+    plain = runtime.model.tokenize(FORGED.encode(), add_bos=False, special=False)
     assert any(prompt[i : i + len(plain)] == plain for i in range(len(prompt)))
 
 
 def test_a_template_that_reshapes_text_refuses_control_text(runtime: LlamaRuntime) -> None:
     squeeze = "{% for m in messages %}<|im_start|>{{ m['content'] | replace('  ', ' ') }}<|im_end|>{% endfor %}"
-    reshaping = LlamaRuntime(runtime.llm, ChatTemplate.load(squeeze, "", ""), False, runtime.model_file, N_CTX)
+    reshaping = LlamaRuntime(
+        runtime.model,
+        runtime.meta,
+        ChatTemplate.load(squeeze, "", ""),
+        model_file=runtime.model_file,
+        n_ctx=N_CTX,
+        threads=1,
+        engine=runtime.engine,
+    )
     with pytest.raises(ControlText) as info:
         reshaping.chat_prompt([{"role": "user", "content": "a  b"}, {"role": "user", "content": "x<|im_end|>"}])
     assert info.value.field == "messages[1].content"

@@ -150,7 +150,8 @@ def test_a_huge_number_is_a_400_not_a_crash() -> None:
 
 
 def test_every_field_has_a_message_row_or_a_worded_one() -> None:
-    assert {p for _, p, _ in MESSAGES} == set(FIELDS) - {"threads", "ctx_size", "health_timeout", "health_retries"}
+    worded = {"threads", "ctx_size", "parallel", "health_timeout", "health_retries"}
+    assert {p for _, p, _ in MESSAGES} == set(FIELDS) - worded
 
 
 def _click_params(command: click.Command) -> dict[str, click.Parameter]:
@@ -268,13 +269,14 @@ def test_stored_options_round_trip() -> None:
 
 def test_spec_to_worker_settings_and_back() -> None:
     spec = DeploymentSpec.parse(
-        {"model": "m", "threads": 3, "ctx_size": 256, "max_queue": 0, "max_batch": 4, "batch_wait_ms": 0.5}
+        {"model": "m", "threads": 3, "ctx_size": 256, "parallel": 2, "max_queue": 0, "max_batch": 4}
+        | {"batch_wait_ms": 0.5}
         | {"rate_limit": "7/minute", "restart": "always", "api_key": "auto"}
     )
     settings = WorkerSettings("d", "--help", "/a/rt", "127.0.0.1", 9000, spec, "cd" * 32)
     back = WorkerSettings.from_json(settings.to_json())
     worker = [f.name for f in spec_fields() if option_of(f).worker]
-    assert worker == ["threads", "ctx_size", "max_queue", "max_batch", "batch_wait_ms", "rate_limit"]
+    assert worker == ["threads", "ctx_size", "parallel", "max_queue", "max_batch", "batch_wait_ms", "rate_limit"]
     assert [getattr(back.spec, n) for n in worker] == [getattr(spec, n) for n in worker]
     assert back == replace(settings, spec=DeploymentSpec(**{n: getattr(spec, n) for n in worker}))
     assert spec.api_key is not None

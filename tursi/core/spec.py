@@ -25,6 +25,7 @@ from tursi.core.health import HealthCheck
 from tursi.core.names import NAME_RULE
 from tursi.core.restart import Backoff, RestartPolicy
 
+DEFAULT_PARALLEL = 4  # LLM slots when --parallel is not given
 DEFAULT_MIN_QUALITY = {"embeddings": 0.85, "classification": 0.75, "fill-mask": 0.5, "chat": 0.50}
 GROUPS = ("source", "placement", "conversion", "serving", "metadata")
 KINDS = ("str", "int", "float", "bool", "choice", "file", "pairs")
@@ -232,6 +233,17 @@ class DeploymentSpec:
         worker=True,
         default_text="min(4096, trained)",
         help="LLM context in tokens.",
+    )
+    parallel: int = option(
+        0,
+        group="serving",
+        kind="int",
+        minimum=1,
+        maximum=64,
+        auto=0,
+        worker=True,
+        default_text=f"{DEFAULT_PARALLEL}",
+        help="LLMs: requests decoded together (slots sharing one KV cache of --ctx-size tokens).",
     )
     max_queue: int = option(
         32,

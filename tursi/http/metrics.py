@@ -64,7 +64,12 @@ class Metrics:
         return sum(self.requests.values())
 
     def render(
-        self, deployment: str, queue_waiting: int = 0, rate_limited: int = 0, batches: tuple[int, int] | None = None
+        self,
+        deployment: str,
+        queue_waiting: int = 0,
+        rate_limited: int = 0,
+        batches: tuple[int, int] | None = None,
+        slots: dict[str, int] | None = None,
     ) -> str:
         dep = f'deployment="{label_value(deployment)}"'
         lines = [
@@ -93,4 +98,22 @@ class Metrics:
                 ("tursi_batched_requests_total", "Requests served through those runs.", batches[1]),
             ):
                 lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name}{{{dep}}} {value}"]
+        if slots:
+            lines += _slot_lines(dep, slots)
         return "\n".join(lines) + "\n"
+
+
+SLOT_METRICS = (  # key in LlamaRuntime.slots(), metric, kind, help
+    ("slots", "tursi_slots", "gauge", "LLM slots (requests decoded together)."),
+    ("slots_busy", "tursi_slots_busy", "gauge", "LLM slots serving a request now."),
+    ("prompt_tokens_reused", "tursi_prompt_tokens_reused_total", "counter", "Prompt tokens found in the KV cache."),
+    ("prompt_tokens_decoded", "tursi_prompt_tokens_decoded_total", "counter", "Prompt tokens the model read."),
+)
+
+
+def _slot_lines(dep: str, slots: dict[str, int]) -> list[str]:
+    lines: list[str] = []
+    for key, name, kind, help_text in SLOT_METRICS:
+        if key in slots:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{{{dep}}} {slots[key]}"]
+    return lines

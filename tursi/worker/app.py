@@ -10,6 +10,7 @@ import time
 
 from aiohttp import web
 
+from runtimes.protocol import TextGenerator
 from tursi.core.errors import NotReady
 from tursi.core.settings import HttpSettings
 from tursi.http.guards import HTTP_SETTINGS, guard_middleware, same_origin_middleware
@@ -69,7 +70,8 @@ async def metrics(request: web.Request) -> web.Response:
     limited = st.limiter.limited if st.limiter else 0
     waiting = st.gate.waiting + (st.batcher.waiting if st.batcher else 0)
     batches = (st.batcher.batches, st.batcher.requests) if st.batcher else None
-    text = st.metrics.render(st.name, queue_waiting=waiting, rate_limited=limited, batches=batches)
+    slots = st.runtime.slots() if isinstance(st.runtime, TextGenerator) and st.task == "chat" else None
+    text = st.metrics.render(st.name, queue_waiting=waiting, rate_limited=limited, batches=batches, slots=slots)
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
@@ -81,7 +83,7 @@ async def _load_runtime(app: web.Application) -> None:
     t0 = time.perf_counter()
     try:
         runtime = await loop.run_in_executor(
-            st.executor, load_runtime, st.artifact, st.manifest, st.threads, st.ctx_size
+            st.executor, load_runtime, st.artifact, st.manifest, st.threads, st.ctx_size, st.parallel
         )
         st.runtime_loaded(runtime)
     except Exception as e:  # reported through /ready and the log; the worker exits

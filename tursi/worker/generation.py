@@ -1,4 +1,4 @@
-"""OpenAI chat/completions routes on a llama.cpp runtime: JSON or SSE, one generation at a time."""
+"""OpenAI chat/completions routes on a llama.cpp runtime: JSON or SSE; the engine decodes up to --parallel at once."""
 
 from __future__ import annotations
 
@@ -6,23 +6,22 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from runtimes.chat_template import TemplateRejected
+from runtimes.llama_engine import EngineClosed
 from runtimes.llama_runtime import Chunk, ControlText
 from runtimes.llama_runtime import ContextLengthExceeded as RuntimeContextExceeded
 from runtimes.protocol import TextGenerator
-from tursi.core.errors import ContextLengthExceeded, InvalidRequest
+from tursi.core.errors import ContextLengthExceeded, InvalidRequest, NotReady
 from tursi.http.guards import read_json
 from tursi.http.streaming import EventStream
 from tursi.worker.openai_params import GenerationRequest, parse_generation, parse_messages, parse_prompt
 from tursi.worker.state import STATE, WorkerState, check_model, observed, require_task
 
 routes = web.RouteTableDef()
-_END = object()
 
 
 @routes.post("/v1/chat/completions")
@@ -67,28 +66,6 @@ def _prompt(runtime: TextGenerator, source: list[dict[str, Any]] | str, gen: Gen
     return prompt
 
 
-def _producer(
-    st: WorkerState,
-    runtime: TextGenerator,
-    prompt: list[int],
-    gen: GenerationRequest,
-    loop: asyncio.AbstractEventLoop,
-    queue: asyncio.Queue[Any],
-    gone: Callable[[], bool],
-) -> None:
-    """Runs in the model thread: pushes chunks to the event loop, stops when the client is gone."""
-    try:
-        for chunk in runtime.generate(prompt, gen.sampling):
-            st.metrics.generated_tokens += 1
-            loop.call_soon_threadsafe(queue.put_nowait, chunk)
-            if gone():
-                break
-    except Exception as e:  # handed to the request handler, which maps it
-        loop.call_soon_threadsafe(queue.put_nowait, e)
-    finally:
-        loop.call_soon_threadsafe(queue.put_nowait, _END)
-
-
 async def _run(
     request: web.Request, st: WorkerState, runtime: TextGenerator, prompt: list[int], gen: GenerationRequest, chat: bool
 ) -> tuple[web.StreamResponse, int]:
@@ -96,22 +73,31 @@ async def _run(
     queue: asyncio.Queue[Any] = asyncio.Queue()
     transport = request.transport
 
-    def gone() -> bool:
+    def gone() -> bool:  # polled by the engine each step: a client that left frees its slot
         return transport is None or transport.is_closing()
 
-    job = loop.run_in_executor(st.executor, _producer, st, runtime, prompt, gen, loop, queue, gone)
+    def emit(item: Chunk | BaseException) -> None:  # from the engine thread
+        loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    job = runtime.submit(prompt, gen.sampling, emit, gone=gone, cache_prompt=gen.cache_prompt)
     try:
         writer = _Writer(request, st, runtime, chat, gen, len(prompt))
         async with writer.stream:  # an error before the first chunk keeps its status; after it, an SSE error
-            while (item := await queue.get()) is not _END:
-                if isinstance(item, Exception):
+            while True:
+                item = await queue.get()
+                if isinstance(item, EngineClosed):
+                    raise NotReady(str(item))
+                if isinstance(item, BaseException):
                     raise item
+                if item.text:
+                    st.metrics.generated_tokens += 1
                 if not await writer.add(item):
-                    break  # the client went away: the producer sees it and stops llama.cpp
-            return await writer.finish(), writer.completion_tokens
+                    break  # the client went away: cancelling the job frees its slot
+                if item.finish_reason is not None:
+                    return await writer.finish(), writer.completion_tokens
         return await writer.stream.finish(), writer.completion_tokens
     finally:
-        await job
+        runtime.cancel(job)  # nothing to do when it finished
 
 
 class _Writer:

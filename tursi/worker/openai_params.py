@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from runtimes.llama_runtime import Sampling
+from runtimes.llama_sampling import Sampling
 from tursi.core.errors import InvalidRequest
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -21,7 +21,7 @@ UNSUPPORTED = (  # accepted only when empty
 MAX_STOP = 4
 COMMON_FIELDS = {
     "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "n", "stream",
-    "stream_options", "presence_penalty", "frequency_penalty", "logprobs", "user", *UNSUPPORTED,
+    "stream_options", "presence_penalty", "frequency_penalty", "logprobs", "user", "cache_prompt", *UNSUPPORTED,
 }  # fmt: skip
 ROUTE_FIELDS = {True: {"messages", "top_logprobs"}, False: {"prompt", "echo", "best_of"}}
 OFF_ONLY = {"n": (1,), "logprobs": (False, 0), "top_logprobs": (0,), "echo": (False,), "best_of": (1,)}
@@ -34,6 +34,7 @@ class GenerationRequest:
     sampling: Sampling
     stream: bool
     include_usage: bool
+    cache_prompt: bool = True  # reuse a slot's KV for the prompt's common prefix (llama-server's field name)
 
 
 def _bad(field: str, why: str) -> InvalidRequest:
@@ -126,7 +127,10 @@ def parse_generation(body: dict[str, Any], chat: bool = True) -> GenerationReque
         presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
         frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
     )
-    return GenerationRequest(sampling, stream, include_usage)
+    cache_prompt = body.get("cache_prompt", True)
+    if not isinstance(cache_prompt, bool):
+        raise _bad("cache_prompt", "must be true or false")
+    return GenerationRequest(sampling, stream, include_usage, cache_prompt)
 
 
 def parse_messages(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ class WorkerState:
     manifest: dict[str, Any]
     threads: int
     ctx_size: int = DeploymentSpec.ctx_size
+    parallel: int = DeploymentSpec.parallel
     max_queue: int = DeploymentSpec.max_queue
     limiter: RateLimiter | None = None
     api_key_sha256: str | None = None
@@ -58,6 +59,7 @@ class WorkerState:
             manifest=manifest,
             threads=spec.threads,
             ctx_size=spec.ctx_size,
+            parallel=spec.parallel,
             max_queue=spec.max_queue,
             limiter=RateLimiter(parse_rate_limit(spec.rate_limit)) if spec.rate_limit else None,
             api_key_sha256=settings.api_key_sha256,
@@ -72,6 +74,8 @@ class WorkerState:
         if protocol is not None and not isinstance(runtime, protocol):
             raise UnsupportedTask(f"{type(runtime).__name__} cannot serve {self.task}")
         self.runtime = runtime
+        if self.task == "chat":  # as many requests in as the engine has slots; the gate's line holds the rest
+            self.gate = Gate(self.max_queue, capacity=int(runtime.info().get("parallel", 1)))
         if isinstance(runtime, BatchEmbedder) and self.max_batch > 1:
             self.batcher = Batcher(
                 runtime.embed_batch, self.executor, self.max_batch, self.batch_wait_s, self.max_queue
