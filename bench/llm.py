@@ -10,10 +10,10 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import os
 import statistics
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +76,8 @@ def stream_inprocess(llm: Any, prompt: str, tokens: int) -> tuple[float, float, 
     return decode_rate(arrivals), arrivals[0] - t0, len(arrivals)
 
 
-def concurrent(port: int, seconds: float, tokens: int) -> dict[str, float]:
-    """CLIENTS clients, each sending one request after another for ``seconds``: aggregate rate, latency."""
+def concurrent(port: int, seconds: float, tokens: int) -> tuple[int, float, list[float]]:
+    """CLIENTS clients, each sending one request after another for ``seconds``: (tokens, seconds, latencies)."""
     latencies: list[float] = []
     counts: list[int] = []
     errors: list[str] = []
@@ -104,9 +104,13 @@ def concurrent(port: int, seconds: float, tokens: int) -> dict[str, float]:
         t.join()
     if errors:
         raise RuntimeError(f"{len(errors)} clients failed: {errors[0]}")
-    ordered = sorted(latencies)
+    return sum(counts), time.perf_counter() - t0, latencies
+
+
+def _summary(rounds: list[tuple[int, float, list[float]]]) -> dict[str, float]:
+    ordered = sorted(x for r in rounds for x in r[2])
     return {
-        "aggregate_tok_s": round(sum(counts) / (time.perf_counter() - t0), 1),
+        "aggregate_tok_s": round(sum(r[0] for r in rounds) / sum(r[1] for r in rounds), 1),
         "p50_s": round(statistics.median(ordered), 3),
         "p95_s": round(ordered[int(0.95 * (len(ordered) - 1))], 3),
         "requests": len(ordered),
@@ -151,23 +155,39 @@ class RssPeak:
         self._thread.join()
 
 
-def _side_figures(port: int, pid: int, runs: int, tokens: int, seconds: float) -> dict[str, Any]:
+def _figures(sides: dict[str, tuple[int, int]], runs: int, tokens: int, seconds: float) -> dict[str, Any]:
+    """Every figure for every side, the sides taking turns within each figure so that drift on a noisy machine
+    hits them alike. ``sides``: name -> (port, pid of the process that holds the model)."""
     import psutil
 
-    stream_http(port, PROMPT, 8)  # warm-up
-    rss_idle = psutil.Process(pid).memory_info().rss
-    one = [stream_http(port, story(next(_nonce)), tokens) for _ in range(runs)]
-    with RssPeak(pid) as peak:
-        four = concurrent(port, seconds, 64)
-    turns = [second_turn_ttft(port) for _ in range(runs)]
-    return {
-        "decode_tok_s": round(statistics.median(r[0] for r in one), 1),
-        "ttft_ms": round(1000 * statistics.median(r[1] for r in one), 1),
-        "clients4": four,
-        "second_turn_ttft_ms": round(1000 * statistics.median(turns), 1),
-        "rss_idle_bytes": rss_idle,
-        "rss_load_bytes": max(peak.peak, rss_idle),
-    }
+    names = list(sides)
+    for port, _ in sides.values():
+        stream_http(port, PROMPT, 8)  # warm-up
+    out: dict[str, Any] = {n: {"rss_idle_bytes": psutil.Process(sides[n][1]).memory_info().rss} for n in names}
+    one: dict[str, list[tuple[float, float, int]]] = {n: [] for n in names}
+    turns: dict[str, list[float]] = {n: [] for n in names}
+    rounds: dict[str, list[tuple[int, float, list[float]]]] = {n: [] for n in names}
+    peak: dict[str, int] = dict.fromkeys(names, 0)
+    for _ in range(runs):
+        for n in names:
+            one[n].append(stream_http(sides[n][0], story(next(_nonce)), tokens))
+    for _ in range(2):
+        for n in names:
+            with RssPeak(sides[n][1]) as rss:
+                rounds[n].append(concurrent(sides[n][0], seconds / 2, 64))
+            peak[n] = max(peak[n], rss.peak)
+    for _ in range(runs):
+        for n in names:
+            turns[n].append(second_turn_ttft(sides[n][0]))
+    for n in names:
+        out[n].update(
+            decode_tok_s=round(statistics.median(r[0] for r in one[n]), 1),
+            ttft_ms=round(1000 * statistics.median(r[1] for r in one[n]), 1),
+            clients4=_summary(rounds[n]),
+            second_turn_ttft_ms=round(1000 * statistics.median(turns[n]), 1),
+            rss_load_bytes=max(peak[n], out[n]["rss_idle_bytes"]),
+        )
+    return out
 
 
 def run(
@@ -183,17 +203,17 @@ def run(
     binary = llama_server_path or llama_server.build()
     daemon.cli("up", "smollm2", "--name", "llm", "--threads", str(threads), "--ctx-size", str(ctx))
     dep = daemon.deployment("llm")
-    sides: dict[str, Callable[[], dict[str, Any]]] = {
-        "tursi": lambda: _side_figures(dep["port"], _worker_pid(dep), runs, tokens, seconds)
-    }
     server, port = llama_server.start(binary, gguf, threads, ctx)
+    load_before = os.getloadavg()[0]
     try:
-        sides["llama_server"] = lambda: _side_figures(port, server.pid, runs, tokens, seconds)
-        out: dict[str, Any] = {"model": gguf.name, "threads": threads, "runs": runs, "tokens": tokens, "ctx": ctx}
-        out.update({name: measure() for name, measure in sides.items()})
+        sides = {"tursi": (dep["port"], _worker_pid(dep)), "llama_server": (port, server.pid)}
+        figures = _figures(sides, runs, tokens, seconds)
     finally:
         server.terminate()
         server.wait(timeout=30)
+    out: dict[str, Any] = {"model": gguf.name, "threads": threads, "runs": runs, "tokens": tokens, "ctx": ctx}
+    out.update(figures)
+    out["load_avg_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     out["ratios"] = _ratios(out["tursi"], out["llama_server"])
     out["worker_rss_bytes"] = out["tursi"]["rss_idle_bytes"]
     return out

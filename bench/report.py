@@ -125,4 +125,6 @@ def _llm_lines(g: dict[str, Any]) -> list[str]:
             f"| {side} | {f['decode_tok_s']} | {f['ttft_ms']} | {c['aggregate_tok_s']} | {c['p50_s']} | {c['p95_s']} "
             f"| {f['second_turn_ttft_ms']} | {rss} |"
         )
+    load = g.get("load_avg_1min", {})
+    lines += ["", f"Machine load (1-min average) before / after: {load.get('before')} / {load.get('after')}."]
     return lines + ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in g["ratios"].items()]

@@ -230,6 +230,10 @@ SAMPLING = {
     "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
     "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
     "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+    "cache_prompt": {
+        "type": "boolean",
+        "description": "reuse a slot's KV cache for the prompt's common prefix (default true)",
+    },
     "user": {"type": "string"},
     "model": {"type": "string"},
 }

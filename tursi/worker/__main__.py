@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     http = HttpSettings.load(os.environ)  # tursid checked these values before it started this worker
     app = build_app(state, loopback_only=is_loopback_bind(host), http=http)
     asyncio.run(serve(app, host, port, ConnectionLimits.from_settings(http), shutdown_s=5.0))
+    close = getattr(state.runtime, "close", None)
+    if callable(close):  # the LLM engine's thread finishes its step and frees the context before exit
+        close()
     return 0 if state.load_error is None else 1
 
 
