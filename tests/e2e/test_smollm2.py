@@ -13,7 +13,10 @@ from tests.integration.test_lifecycle import free_port
 
 pytestmark = pytest.mark.slow
 
-PARIS = [{"role": "user", "content": "What is the capital of France?"}]
+# The bare "What is the capital of France?" sits on a knife edge for this 135M model: transformers fp32 prefers
+# "The" over "L" by 0.08 logits and llama.cpp, even on the shipped Q4_1 itself, answers in French. Asking for one
+# sentence gives the fp32 reference a margin of at least 1.48 logits on every token up to "Paris".
+PARIS = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
 
 
 def test_smollm2_chat_with_the_openai_client(env: Env, daemon: DaemonProc) -> None:
