@@ -1,5 +1,7 @@
 """MiniLM embeddings: Tursi over HTTP (int8, dynamic batching on and off) vs fp32 transformers in-process
-(sentence-transformers' recipe, batch 32) vs raw onnxruntime on the very same artifact (batch 32).
+(sentence-transformers' recipe, batch 32) vs raw onnxruntime on the very same artifact (batch 32); and fairness:
+small-request latency alone and while one maximum-size request (as many long texts as one request may hold, just
+under the token cap) runs.
 
 Both in-process baselines sort the texts by length before batching, as sentence-transformers' encode() does,
 so padding costs them no more than Tursi's length groups cost it."""
@@ -7,6 +9,7 @@ so padding costs them no more than Tursi's length groups cost it."""
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,9 +18,10 @@ import numpy as np
 
 from bench.corpus import sentences
 from bench.harness import BenchDaemon
-from bench.load import embed_load, post_json
+from bench.load import embed_load, p95, post_json, post_timed, small_requests
 
 BATCH = 32
+LONG_TOKENS = 140  # 2,048 texts of this many tokens stay under the 300,000-token cap of one request
 
 
 def fp32_inprocess(model_dir: Path, texts: list[str], threads: int) -> tuple[float, np.ndarray]:
@@ -78,6 +82,53 @@ def raw_onnxruntime(artifact: Path, texts: list[str], threads: int) -> float:
     return len(texts) / (time.perf_counter() - t0)
 
 
+def long_texts(artifact: Path, n: int, tokens: int = LONG_TOKENS) -> tuple[list[str], int]:
+    """``n`` distinct paragraphs of about ``tokens`` tokens each (cut at a token boundary) and their token total."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(artifact / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length=tokens)
+    pool = sentences(8 * n, seed=11)
+    drafts = [" ".join(pool[8 * i : 8 * i + 8]) + f" (paragraph {i})" for i in range(n)]
+    encodings = tok.encode_batch(drafts)
+    texts = [d[: e.offsets[-2][1]] for d, e in zip(drafts, encodings, strict=True)]  # [-1] is [SEP]
+    return texts, sum(len(e.ids) for e in encodings)
+
+
+def fairness(port: int, artifact: Path, n: int, small: list[str]) -> dict[str, Any]:
+    """Small-request latency (one client, one short text a request) alone, then while one request of ``n`` long
+    texts runs; the goal is small p95 with the big request <= 0.05 of the big request's duration."""
+    alone = small_requests(port, small, count=max(20, n // 20))
+    big_texts, big_tokens = long_texts(artifact, n)
+    stop = threading.Event()
+    took: list[float] = []
+
+    def big() -> None:
+        try:
+            took.append(post_timed(port, {"input": big_texts, "encoding_format": "base64"}))
+        finally:
+            stop.set()
+
+    thread = threading.Thread(target=big)
+    thread.start()
+    with_big = small_requests(port, small, stop=stop)
+    thread.join()
+    if not took:
+        raise RuntimeError("the maximum-size request failed")
+    return {
+        "big_texts": n,
+        "big_tokens": big_tokens,
+        "big_request_s": round(took[0], 2),
+        "small_requests_with_big": len(with_big),
+        "small_p50_ms_alone": round(1000 * statistics.median(alone), 1),
+        "small_p95_ms_alone": round(1000 * p95(alone), 1),
+        "small_p50_ms_with_big": round(1000 * statistics.median(with_big), 1),
+        "small_p95_ms_with_big": round(1000 * p95(with_big), 1),
+        "small_p95_with_big_vs_big_request": round(p95(with_big) / took[0], 4),
+    }
+
+
 def run(daemon: BenchDaemon, model_dir: Path, n: int, runs: int, threads: int) -> dict[str, Any]:
     texts = sentences(n)
     daemon.cli("up", "minilm", "--name", "emb", "--threads", str(threads))
@@ -111,6 +162,9 @@ def run(daemon: BenchDaemon, model_dir: Path, n: int, runs: int, threads: int) -
         add("tursi_8clients_x1", embed_load(dep["port"], texts, 8, 1)["sentences_per_s"])
         add("nobatch_8clients_x1", embed_load(nob["port"], texts, 8, 1)["sentences_per_s"])
     med = {k: statistics.median(v) for k, v in figures.items()}
+    rss = daemon.deployment("emb")["mem_bytes"]
+    fair = fairness(dep["port"], artifact, n, texts[:64])
+    fair["worker_rss_bytes_after_big"] = daemon.deployment("emb")["mem_bytes"]
     return {
         "model": "all-MiniLM-L6-v2",
         "quantization": dep["quantization"],
@@ -130,6 +184,8 @@ def run(daemon: BenchDaemon, model_dir: Path, n: int, runs: int, threads: int) -
             "batching_gain_8clients_x4": round(med["tursi_8clients_x4"] / med["nobatch_8clients_x4"], 2),
             "batching_gain_8clients_x1": round(med["tursi_8clients_x1"] / med["nobatch_8clients_x1"], 2),
             "batching_1client_latency": round(med["tursi_1client_p50_ms"] / med["nobatch_1client_p50_ms"], 3),
+            "small_p95_with_big_vs_big_request": fair["small_p95_with_big_vs_big_request"],
         },
-        "worker_rss_bytes": daemon.deployment("emb")["mem_bytes"],
+        "fairness": fair,
+        "worker_rss_bytes": rss,
     }

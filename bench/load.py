@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import statistics
 import threading
 import time
@@ -53,5 +54,40 @@ def embed_load(port: int, texts: list[str], clients: int, per_request: int) -> d
     return {
         "sentences_per_s": len(texts) / elapsed,
         "p50_ms": 1000 * statistics.median(latencies),
-        "p95_ms": 1000 * sorted(latencies)[int(0.95 * (len(latencies) - 1))],
+        "p95_ms": 1000 * p95(latencies),
     }
+
+
+def post_timed(port: int, body: dict[str, Any], timeout_s: float = 600) -> float:
+    """Seconds one request took, on a fresh connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        t0 = time.perf_counter()
+        post_json(conn, "/v1/embeddings", body)
+        return time.perf_counter() - t0
+    finally:
+        conn.close()
+
+
+def small_requests(
+    port: int, texts: list[str], stop: threading.Event | None = None, count: int = 0, pause_s: float = 0.02
+) -> list[float]:
+    """Latencies (seconds) of one client sending one short text a request, ``pause_s`` apart: ``count`` requests,
+    or until ``stop`` is set (at least one)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    latencies: list[float] = []
+    try:
+        while (stop is None and len(latencies) < count) or (stop is not None and not (latencies and stop.is_set())):
+            text = texts[len(latencies) % len(texts)]
+            t0 = time.perf_counter()
+            post_json(conn, "/v1/embeddings", {"input": [text], "encoding_format": "base64"})
+            latencies.append(time.perf_counter() - t0)
+            time.sleep(pause_s)
+    finally:
+        conn.close()
+    return latencies
+
+
+def p95(values: list[float]) -> float:
+    """The nearest-rank 95th percentile (of two values, the larger)."""
+    return sorted(values)[max(0, math.ceil(0.95 * len(values)) - 1)]
