@@ -25,6 +25,7 @@ demo: install
 	$(BIN)/tursi ps
 
 test: install
+	bash platform/build-llama-server.sh $(BIN)/python  # the bench's baseline: once, ~8 min, then cached
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest

@@ -17,7 +17,7 @@ def test_bench_quick_mode_writes_a_report(tmp_path: Path) -> None:
         [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1200,  # the LLM section reuses llama-server from `make test`'s build; a loaded box is slow
         cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
