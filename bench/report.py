@@ -21,6 +21,13 @@ GOALS = [
         True,
     ),
     ("embeddings", "ratios.batching_1client_latency", "1 client p50 latency: batching on / off", 1.05, False),
+    (
+        "embeddings",
+        "ratios.small_p95_with_big_vs_big_request",
+        "small-request p95 during a maximum-size request / its duration",
+        0.05,
+        False,
+    ),
     ("llm", "ratios.decode_1client", "LLM 1 client decode: Tursi / llama-server", 0.97, True),
     ("llm", "ratios.aggregate_4clients", "LLM 4 clients aggregate tok/s: Tursi / llama-server", 1.0, True),
     ("llm", "ratios.p95_4clients", "LLM 4 clients p95 latency: Tursi / llama-server", 1.1, False),
