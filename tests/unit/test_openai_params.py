@@ -31,6 +31,7 @@ def test_non_finite_numbers_are_refused(field: str, value: float) -> None:
         ({"frequency_penalty": True}, "frequency_penalty"),
         ({"top_k": 40}, "top_k"),  # not an OpenAI field: refused, not ignored
         ({"logprobs": True}, "logprobs"),
+        ({"cache_prompt": "no"}, "cache_prompt"),  # true or false only
         ({"top_logprobs": 3}, "top_logprobs"),
         ({"parallel_tool_calls": False}, "parallel_tool_calls"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
