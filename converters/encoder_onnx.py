@@ -1,4 +1,7 @@
-"""HF encoder folder -> ONNX (optimum-onnx) -> int8 dynamic (onnxruntime.quantization)."""
+"""HF encoder folder -> ONNX (optimum-onnx) -> int8 dynamic (onnxruntime.quantization).
+
+For embeddings, the int8 scheme keeps the MatMuls that int8 hurts most in fp32, chosen by measured sensitivity
+(``int8_sensitivity``); the choice and its figures are the manifest's ``int8_sensitivity``."""
 
 from __future__ import annotations
 
@@ -104,16 +107,16 @@ def _guarded_quantize(
     """Quantize, check against fp32, and fall back to the next safer scheme while below the threshold."""
     from converters.onnx_schemes import FALLBACK, SCHEMES
 
-    params = plan.get("params", {})
+    params = {**plan.get("params", {}), "task": plan["task"]}
     threshold = float(params.get("min_quality", 0.0))
     scheme: str | None = plan["quantization"]
     attempts: list[dict[str, Any]] = []
     while scheme is not None:
-        progress("quantize", f"quantizing: {scheme}")
-        how = SCHEMES[scheme](fp32, out / "model.onnx", params, source)
+        progress("quantize", f"quantizing: {scheme}{SEARCH_NOTE if _searches(scheme, params) else ''}")
+        how, extra = SCHEMES[scheme](fp32, out / "model.onnx", params, source, lambda m: progress("quantize", m))
         progress("verify", f"{scheme}: comparing with fp32 on {len(PROBES)} probe sentences")
         quality = compare(fp32, out / "model.onnx", out, plan["task"])
-        attempts.append({"scheme": scheme, "method": how, "quality": quality})
+        attempts.append({"scheme": scheme, "method": how, "quality": quality, **extra})
         if quality["score"] >= threshold or FALLBACK[scheme] is None:
             break
         nxt = FALLBACK[scheme]
@@ -128,7 +131,15 @@ def _guarded_quantize(
         "quality": final["quality"],
         "quality_threshold": threshold,
         "fallbacks": attempts[:-1],
+        **{k: v for k, v in final.items() if k not in ("scheme", "method", "quality")},
     }
+
+
+SEARCH_NOTE = " (then the MatMuls to keep fp32 are chosen by measured sensitivity: about half a minute, once a model)"
+
+
+def _searches(scheme: str, params: dict[str, Any]) -> bool:
+    return scheme == "int8-dynamic" and params["task"] == "embeddings" and bool(params.get("fp32_by_sensitivity"))
 
 
 def compare(reference: Path, candidate: Path, artifact: Path, task: str) -> dict[str, Any]:

@@ -25,6 +25,9 @@ def test_bench_quick_mode_writes_a_report(tmp_path: Path) -> None:
     assert report["mode"] == "quick"
     assert report["embeddings"]["sentences_per_s"]["tursi_8clients_x4"] > 0
     assert set(report["embeddings"]["ratios"]) >= {"tursi_8clients_vs_fp32_inprocess", "tursi_8clients_vs_raw_ort"}
+    assert report["quality"]["heldout_texts"] >= 100
+    assert report["quality"]["texts_per_s"]["int8"] > 0
+    assert 0.9 < report["quality"]["ratios"]["min_cosine"] <= 1.0
     assert report["llm"]["tursi"]["decode_tok_s"] > 0
     assert report["footprint"]["tursid_idle"]["rss_bytes_max"] > 0
     assert set(report["micro"]) == {

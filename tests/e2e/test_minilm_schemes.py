@@ -53,7 +53,9 @@ def test_minilm_schemes_table(env: Env, daemon: DaemonProc, minilm_dir: Path) ->
     for scheme, size, lo, mean, lat in rows:
         print(f"{scheme:13s}  {size / 1e6:5.1f} MB  {size / FP32_BYTES:5.2f}x   {lo:.4f}   {mean:.4f}    {lat:.2f} ms")
     sizes = {r[0]: r[1] for r in rows}
-    assert sizes["int8-dynamic"] < FP32_BYTES / 3
+    # below a third of fp32 when every MatMul is int8; the ones int8 hurts most stay fp32 (issue 16: at most a
+    # quarter of the multiply-adds, about 8 MB on MiniLM)
+    assert sizes["int8-dynamic"] < FP32_BYTES / 2.5
 
 
 def test_minilm_int4_falls_back_under_a_strict_threshold(env: Env, daemon: DaemonProc) -> None:

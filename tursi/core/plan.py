@@ -50,6 +50,8 @@ def _hardware_reason(hw: HardwareProfile) -> str:
     return f"{hw.arch} with {hw.simd_summary()} ({where}{extra})"
 
 
+# The int8 sensitivity search's version (converters/int8_sensitivity): a new one makes new artifact keys.
+SENSITIVITY_SEARCH = 1
 GUARD_METRIC = {"embeddings": "min cosine", "classification": "label agreement", "fill-mask": "top-1 agreement"}
 
 
@@ -81,6 +83,9 @@ def _plan_encoder(ref: ModelRef, opts: DeploymentSpec, hw: HardwareProfile) -> P
         params["calibration_digest"] = _file_digest(opts.calibration) if opts.calibration else "bundled"
     else:
         scheme, why = "int8-dynamic", f"int8 dynamic, per-channel QInt8 weights, {range_why} on {kernels}"
+        if ref.task == "embeddings":
+            params["fp32_by_sensitivity"] = SENSITIVITY_SEARCH
+            why += "; the MatMuls int8 hurts most stay fp32, chosen by measured sensitivity"
     return Plan(
         task=ref.task,
         format="onnx",
