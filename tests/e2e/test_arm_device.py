@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,6 +49,7 @@ class Built:
     llm_bundle: Path
     llm_gguf: Path
     x86_embeddings: np.ndarray
+    exact_int8: np.ndarray  # the bundle's int8 model in exact integer arithmetic (see exact_int8_reference)
     fp32_embeddings: np.ndarray  # transformers' fp32 MiniLM: how far int8 is from the source, per sentence
     x86_reply: str
     x86_logits: dict
@@ -70,6 +72,29 @@ def rootfs() -> Path:
     return cached_rootfs()
 
 
+def embed_each(client: Any, model: str) -> np.ndarray:
+    """SENTENCES' vectors, one request each. Dynamic int8 sets its activation scales per call over the whole padded
+    batch, so a text's vector moves a little with its batch neighbours: one text a call compares kernels, not
+    groupings (a worker groups a request's texts by its lane count, i.e. by the CPU)."""
+    return np.array([client.embeddings.create(model=model, input=[s]).data[0].embedding for s in SENTENCES])
+
+
+def exact_int8_reference(minilm_dir: Path, artifact: Path, out: Path) -> np.ndarray:
+    """SENTENCES through the artifact's int8 model as exact integer arithmetic would give them, one text a call.
+
+    The Pi 5 plan keeps full 8-bit weights: ARM's int8 kernels (NEON/dotprod) and x86 VNNI sum them exactly, but x86
+    AVX2 without VNNI adds pairs of products in int16 (vpmaddubsw) and saturates, so such a workstation is not a
+    reference for the device. The converter's int8 emulator (DynamicQuantizeLinear, then the artifact's own int8
+    weights dequantized, in fp32) is: it computes what an exact kernel computes, up to fp32 rounding."""
+    from optimum.exporters.onnx import main_export
+
+    from converters.int8_sensitivity import Emulated
+
+    main_export(str(minilm_dir), output=str(out), task="feature-extraction", library_name="transformers", device="cpu")
+    emu = Emulated(out / "model.onnx", artifact / "model.onnx", artifact, SENTENCES, threads=2)
+    return np.asarray(emu.vectors(set()))
+
+
 def _x86_references(env: Env, built: dict, minilm_bundle: Path, llm_bundle: Path) -> None:
     """The same artifacts served by x86 workers (loaded with --force: they were planned for the Pi 5)."""
     from openai import OpenAI
@@ -79,8 +104,8 @@ def _x86_references(env: Env, built: dict, minilm_bundle: Path, llm_bundle: Path
         env.cli("up", key, "--name", name, "--port", str(port := free_port()), check=True)
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
         if name == "minilm":
-            data = client.embeddings.create(model=name, input=SENTENCES).data
-            built["x86_embeddings"] = np.array([d.embedding for d in data])
+            built["x86_embeddings"] = embed_each(client, name)
+            built["minilm_artifact"] = Path(json.loads(env.cli("inspect", name, check=True).stdout)["artifact_path"])
         else:
             reply = client.chat.completions.create(model=name, messages=PARIS, max_tokens=8, temperature=0)
             built["x86_reply"] = reply.choices[0].message.content
@@ -113,7 +138,8 @@ def built(rootfs: Path, tmp_path_factory: pytest.TempPathFactory, smollm2_hf: Pa
     probe = [sys.executable, str(ROOT / "tests/e2e/llama_logits.py"), str(gguf), PROMPT, "10"]
     logits = json.loads(subprocess.run(probe, capture_output=True, text=True, check=True).stdout)
     fp32 = fp32_reference(minilm_dir, SENTENCES)
-    return Built(packs, minilm, llm, gguf, refs["x86_embeddings"], fp32, refs["x86_reply"], logits)
+    exact = exact_int8_reference(minilm_dir, refs["minilm_artifact"], out / "minilm-fp32-onnx")
+    return Built(packs, minilm, llm, gguf, refs["x86_embeddings"], exact, fp32, refs["x86_reply"], logits)
 
 
 @pytest.fixture(scope="module")
@@ -209,27 +235,35 @@ def test_a_minilm_bundle_built_on_x86_serves_the_same_embeddings(rpi5_on_a76: De
     rpi5_on_a76.up(key, "--name", "minilm", "--port", str(port))
     client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=600)
     t0 = time.monotonic()
-    got = np.array([d.embedding for d in client.embeddings.create(model="minilm", input=SENTENCES).data])
-    cos = (got * built.x86_embeddings).sum(1)  # both are L2-normalised
+    got = embed_each(client, "minilm")
+    seconds = time.monotonic() - t0
+    cos = (got * built.exact_int8).sum(1)  # all three are L2-normalised
+    x86 = (built.x86_embeddings * built.exact_int8).sum(1)
+    batched = np.array([d.embedding for d in client.embeddings.create(model="minilm", input=SENTENCES).data])
+    moved = (batched * got).sum(1)  # the same texts in one request: grouped by length, each group one call
     arm_fp32, x86_fp32 = (got * built.fp32_embeddings).sum(1), (built.x86_embeddings * built.fp32_embeddings).sum(1)
-    below = [
-        f"{SENTENCES[i]!r}: {cos[i]:.4f} (vs fp32: arm {arm_fp32[i]:.4f}, x86 {x86_fp32[i]:.4f})"
-        for i in np.flatnonzero(cos < 0.99)
-    ]
+    below = [f"{SENTENCES[i]!r}: {cos[i]:.5f}" for i in np.flatnonzero(cos < 0.999)]
     print(
-        f"\nMiniLM int8 (rpi5 plan) on emulated {A76} vs the x86 worker, {len(SENTENCES)} sentences in "
-        f"{time.monotonic() - t0:.1f} s: cosine min {cos.min():.4f} mean {cos.mean():.5f}; "
-        f"{len(SENTENCES) - len(below)}/{len(SENTENCES)} at >= 0.99; vs fp32 min arm {arm_fp32.min():.4f} "
-        f"x86 {x86_fp32.min():.4f}" + "".join(f"\n  below 0.99: {b}" for b in below)
+        f"\nMiniLM int8 (rpi5 plan, full 8-bit weights) on emulated {A76}, {len(SENTENCES)} sentences one a request "
+        f"in {seconds:.1f} s, vs exact int8 arithmetic: cosine min {cos.min():.5f} mean {cos.mean():.6f}; "
+        f"the x86 worker here ({'VNNI' if 'avx512_vnni' in _host_flags() else 'AVX2, no VNNI: int16 saturation'}) "
+        f"min {x86.min():.5f} mean {x86.mean():.6f}\n"
+        f"  vs transformers fp32: arm min {arm_fp32.min():.4f} mean {arm_fp32.mean():.5f}, x86 min "
+        f"{x86_fp32.min():.4f} mean {x86_fp32.mean():.5f}\n"
+        f"  one request of all {len(SENTENCES)} vs one each on the device: min {moved.min():.4f} mean "
+        f"{moved.mean():.5f}" + "".join(f"\n  below 0.999: {b}" for b in below)
     )
-    # Dynamic int8 quantizes activations at run time; on a 3-token input ("OK") it lands ~0.035 from fp32 on either
-    # CPU, each in its own direction, so the two CPUs differ by ~0.02 there (measured: 0.979; every other sentence
-    # >= 0.99). What must hold: agreement on all but such a sentence, and the device never less faithful to the
-    # fp32 model than the x86 worker.
-    assert cos.mean() >= 0.995
-    assert len(below) <= 1
-    assert cos.min() >= 0.97
-    assert (arm_fp32 >= x86_fp32 - 0.01).all()
+    # The device computes the bundle's int8 model exactly: what is left is fp32 rounding, which may flip one
+    # activation's int8 step in a text (each such flip moves that text by up to ~0.01)
+    assert cos.mean() >= 0.998
+    assert cos.min() >= 0.98
+    assert (arm_fp32 >= x86_fp32 - 0.01).all()  # and it is never less faithful to the source than this workstation
+    assert moved.min() >= 0.95  # batch neighbours shift dynamic int8 scales (per call), not the meaning
+    assert moved.mean() >= 0.985
+
+
+def _host_flags() -> str:
+    return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
 
 
 def test_an_llm_bundle_answers_and_its_logits_match_x86(
