@@ -56,6 +56,7 @@ class _Slot:
     generated: int = 0
     out_index: int = -1  # where this slot's logits are in the current batch
     last_used: float = 0.0
+    logprobs: list[dict[str, Any]] = field(default_factory=list)  # entries not yet sent with a chunk
 
 
 class LlamaEngine:
@@ -64,6 +65,7 @@ class LlamaEngine:
 
         self._lc = lc = bindings()
         self._vocab = lc.llama_model_get_vocab(model)
+        self._n_vocab = int(lc.llama_vocab_n_tokens(self._vocab))
         params = lc.llama_context_default_params()
         params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, n_batch, n_batch
         params.n_seq_max = n_parallel
@@ -200,8 +202,7 @@ class LlamaEngine:
                 slot.pending = slot.pending[len(tokens) :]
                 self.prompt_tokens_decoded += len(tokens)
             if wants_logits:
-                token = self._lc.llama_sampler_sample(slot.sampler, self._ctx, slot.out_index)
-                self._on_token(slot, int(token))
+                self._on_token(slot, slot.sampler.sample(self._ctx, slot.out_index))
 
     def _plan(self) -> list[tuple[_Slot, list[int], bool]]:
         """(slot, tokens to decode for it, whether it samples after this step): generating slots first, then
@@ -255,6 +256,8 @@ class LlamaEngine:
         if self._lc.llama_vocab_is_eog(self._vocab, token):
             self._release(slot, None, "stop")
             return
+        if job.sampling.logprobs is not None:
+            slot.logprobs.append(self._logprobs(slot.out_index, token, job.sampling.logprobs))
         slot.generated += 1
         text = text_stream.add(self._token_bytes(token))
         if text_stream.stopped:
@@ -265,8 +268,33 @@ class LlamaEngine:
             self._release(slot, None, "length", text)
             return
         if text:
-            job.emit(Chunk(text))
+            job.emit(Chunk(text, logprobs=self._take_logprobs(slot)))
         slot.next_token = token
+
+    def _logprobs(self, index: int, token: int, top: int) -> dict[str, Any]:
+        """The sampled token's log-probability under the model's distribution (before temperature and the
+        sampler's cuts, as OpenAI reports it) and the ``top`` likeliest tokens'. Only a request that asks pays."""
+        import numpy as np
+
+        logits = np.ctypeslib.as_array(self._lc.llama_get_logits_ith(self._ctx, index), shape=(self._n_vocab,))
+        peak = float(logits.max())
+        norm = peak + float(np.log(np.exp(logits - peak).sum()))
+        entry = self._token_entry(token, float(logits[token]) - norm)
+        best = np.argpartition(-logits, top)[:top] if top else np.empty(0, dtype=np.int64)
+        best = best[np.argsort(-logits[best], kind="stable")]
+        entry["top_logprobs"] = [self._token_entry(int(t), float(logits[t]) - norm) for t in best]
+        return entry
+
+    def _token_entry(self, token: int, logprob: float) -> dict[str, Any]:
+        raw = self._token_bytes(token)
+        return {"token": raw.decode("utf-8", errors="replace"), "bytes": list(raw), "logprob": logprob}
+
+    @staticmethod
+    def _take_logprobs(slot: _Slot) -> list[dict[str, Any]] | None:
+        if slot.job is None or slot.job.sampling.logprobs is None:
+            return None
+        out, slot.logprobs = slot.logprobs, []
+        return out
 
     def _token_bytes(self, token: int) -> bytes:
         n = self._lc.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
@@ -279,13 +307,15 @@ class LlamaEngine:
         """End the slot's job: its last text and finish reason (or an error) go out; the KV stays for reuse."""
         job = slot.job
         if slot.sampler is not None:
-            self._lc.llama_sampler_free(slot.sampler)
+            slot.sampler.free()
         text += slot.text.flush() if slot.text is not None and error is None else ""
+        logprobs = self._take_logprobs(slot)
+        slot.logprobs = []
         slot.job, slot.sampler, slot.text, slot.next_token = None, None, None, -1
         slot.pending = []  # a prompt cut short keeps the KV of what was decoded (``cached``)
         slot.last_used = time.monotonic()
         if job is not None:
-            job.emit(error if error is not None else Chunk(text, reason))
+            job.emit(error if error is not None else Chunk(text, reason, logprobs))
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

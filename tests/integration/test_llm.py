@@ -150,7 +150,7 @@ def test_same_text_as_llama_cpp_in_process(llm: dict[str, Any], smollm2_gguf: Pa
         ({"messages": QUESTION, "n": 2}, "n"),
         ({"messages": QUESTION, "seed": 1.5}, "seed"),
         ({"messages": QUESTION, "stream": "yes"}, "stream"),
-        ({"messages": QUESTION, "tools": [{"type": "function"}]}, "tools"),
+        ({"messages": QUESTION, "tools": [{"type": "function"}]}, "tools[0]"),
     ],
 )
 def test_invalid_parameters_name_the_field(llm: dict[str, Any], body: dict[str, Any], field: str) -> None:

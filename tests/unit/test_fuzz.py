@@ -46,6 +46,8 @@ REQUEST_KEYS = [
     "stream",
     "n",
     "tools",
+    "tool_choice",
+    "response_format",
     "max_completion_tokens",
     "stream_options",
 ]

@@ -30,10 +30,10 @@ def test_non_finite_numbers_are_refused(field: str, value: float) -> None:
         ({"frequency_penalty": -3}, "frequency_penalty"),
         ({"frequency_penalty": True}, "frequency_penalty"),
         ({"top_k": 40}, "top_k"),  # not an OpenAI field: refused, not ignored
-        ({"logprobs": True}, "logprobs"),
+        ({"logprobs": 1}, "logprobs"),  # chat: true or false
         ({"cache_prompt": "no"}, "cache_prompt"),  # true or false only
-        ({"top_logprobs": 3}, "top_logprobs"),
-        ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+        ({"top_logprobs": 3}, "top_logprobs"),  # without logprobs: true
+        ({"tools": "all"}, "tools"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
         ({"stream": True, "stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
         ({"stream": True, "stream_options": {"other": 1}}, "stream_options"),

@@ -14,12 +14,14 @@ from runtimes.chat_template import TemplateRejected
 from runtimes.llama_engine import EngineClosed
 from runtimes.llama_runtime import Chunk, ControlText
 from runtimes.llama_runtime import ContextLengthExceeded as RuntimeContextExceeded
+from runtimes.llama_sampling import GrammarRejected
 from runtimes.protocol import TextGenerator
 from tursi.core.errors import ContextLengthExceeded, InvalidRequest, NotReady
 from tursi.http.guards import read_json
 from tursi.http.streaming import EventStream
 from tursi.worker.openai_params import GenerationRequest, parse_generation, parse_messages, parse_prompt
 from tursi.worker.state import STATE, WorkerState, check_model, observed, require_task
+from tursi.worker.structured import prompt_messages
 
 routes = web.RouteTableDef()
 
@@ -41,7 +43,9 @@ async def _serve(request: web.Request, chat: bool) -> web.StreamResponse:
         body = await read_json(request)
         check_model(st, body)
         gen = parse_generation(body, chat)
-        source: list[dict[str, Any]] | str = parse_messages(body) if chat else parse_prompt(body)
+        source: list[dict[str, Any]] | str = (
+            prompt_messages(parse_messages(body), gen.tools) if chat else parse_prompt(body)
+        )
         # the gate first: --max-queue bounds rendering and tokenizing too, which run in the model thread
         async with st.gate.slot():
             prompt = await asyncio.get_running_loop().run_in_executor(st.executor, _prompt, runtime, source, gen)
@@ -87,6 +91,8 @@ async def _run(
                 item = await queue.get()
                 if isinstance(item, EngineClosed):
                     raise NotReady(str(item))
+                if isinstance(item, GrammarRejected):
+                    raise InvalidRequest(f"the output format: {item}", param="response_format")
                 if isinstance(item, BaseException):
                     raise item
                 if item.text:
@@ -121,17 +127,58 @@ class _Writer:
         self.stream = EventStream(request, "sse", what="generation")
         self.completion_tokens = 0
         self._token_frame: tuple[str, str] | None = None
+        self.calling: bool | None = None if gen.tools is not None else False  # known at the first text
+        self._sent = 0
+        self.logprobs: list[dict[str, Any]] = []  # every token's entry (the JSON answer)
+        self._lp_unsent: list[dict[str, Any]] = []  # entries not yet streamed
+        self._offset = 0  # legacy completions' text_offset
 
     async def add(self, chunk: Chunk) -> bool:
         self.text.append(chunk.text)
+        if chunk.logprobs:
+            self.logprobs += chunk.logprobs
+            self._lp_unsent += chunk.logprobs
         self.finish_reason = chunk.finish_reason or self.finish_reason
         if chunk.text:
             self.completion_tokens += 1
-        if not self.gen.stream:
+        if self.calling is None and "".join(self.text):
+            self.calling = "".join(self.text).startswith("{")  # the grammar lets only a call open with "{"
+        if not self.gen.stream or self.calling is not False:  # a call is sent whole, once it is complete
             return not _closing(self.request)
         if not self.stream.committed and not await self._start_stream():
             return False
-        return not chunk.text or await self.stream.send_bytes(self._token_event(chunk.text))
+        text = "".join(self.text[-1:]) if self.gen.tools is None else self._unsent()
+        if self.gen.sampling.logprobs is not None:
+            return not text or await self.stream.send(self._chunk(self._delta(text), None, self._stream_logprobs()))
+        return not text or await self.stream.send_bytes(self._token_event(text))
+
+    def _delta(self, text: str) -> Any:
+        return {"content": text} if self.chat else text
+
+    def _stream_logprobs(self) -> dict[str, Any]:
+        out, self._lp_unsent = self._lp_unsent, []
+        return self._logprobs_field(out)
+
+    def _logprobs_field(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        """OpenAI's shape: chat ``{"content": [...]}``; legacy completions ``tokens``/``token_logprobs``/..."""
+        if self.chat:
+            return {"content": entries}
+        offsets = []
+        for e in entries:
+            offsets.append(self._offset)
+            self._offset += len(e["token"])
+        return {
+            "tokens": [e["token"] for e in entries],
+            "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
+            "text_offset": offsets,
+        }
+
+    def _unsent(self) -> str:
+        """Text held while it was unknown whether the reply is a call, then each new piece."""
+        text = "".join(self.text)
+        out, self._sent = text[self._sent :], len(text)
+        return out
 
     def _token_event(self, text: str) -> bytes:
         """One SSE event for a token: only the text is encoded per token, the rest once per request."""
@@ -148,12 +195,12 @@ class _Writer:
             return await self.stream.send(self._chunk({"role": "assistant", "content": ""}, None))
         return await self.stream.commit()
 
-    def _chunk(self, delta: Any, finish: str | None) -> dict[str, Any]:
+    def _chunk(self, delta: Any, finish: str | None, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
         if self.chat:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
             obj = "chat.completion.chunk"
         else:
-            choice = {"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}
+            choice = {"index": 0, "text": delta, "logprobs": logprobs, "finish_reason": finish}
             obj = "text_completion"
         return {"id": self.id, "object": obj, "created": self.created, "model": self.st.name, "choices": [choice]}
 
@@ -168,10 +215,17 @@ class _Writer:
 
     async def finish(self) -> web.StreamResponse:
         finish = self.finish_reason or "stop"
+        text = "".join(self.text)
+        calls = self.gen.tools.as_call(text) if self.gen.tools is not None and self.calling else None
+        if calls is not None:
+            finish = "tool_calls"
+        wants_logprobs = self.gen.sampling.logprobs is not None
         if not self.gen.stream:
-            text = "".join(self.text)
-            choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": finish}
-            if self.chat:
+            logprobs = self._logprobs_field(self.logprobs) if wants_logprobs else None
+            choice: dict[str, Any] = {"index": 0, "logprobs": logprobs, "finish_reason": finish}
+            if calls is not None:
+                choice["message"] = {"role": "assistant", "content": None, "tool_calls": calls}
+            elif self.chat:
                 choice["message"] = {"role": "assistant", "content": text}
             else:
                 choice["text"] = text
@@ -186,7 +240,13 @@ class _Writer:
             return web.json_response(body)
         if not self.stream.committed:
             await self._start_stream()
-        await self.stream.send(self._chunk({} if self.chat else "", finish))
+        if calls is not None:
+            deltas = [{"index": i, **call} for i, call in enumerate(calls)]
+            await self.stream.send(self._chunk({"tool_calls": deltas}, None))
+        elif self.calling:  # a call cut short (max_tokens): its text, as any other reply
+            await self.stream.send_bytes(self._token_event(self._unsent()))
+        last = self._stream_logprobs() if wants_logprobs and self._lp_unsent else None  # tokens held back
+        await self.stream.send(self._chunk({} if self.chat else "", finish, last))
         if self.gen.include_usage:
             await self.stream.send({**self._chunk({}, None), "choices": [], "usage": self.usage()})
         await self.stream.send("[DONE]")

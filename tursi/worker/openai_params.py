@@ -6,27 +6,31 @@ exception is ``user``, OpenAI's end-user id for abuse tracking, which by definit
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from runtimes.llama_sampling import Sampling
 from tursi.core.errors import InvalidRequest
+from tursi.worker.structured import Tools, check_tool_messages, parse_tools, response_grammar
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
-UNSUPPORTED = (  # accepted only when empty
-    "tools", "functions", "tool_choice", "function_call", "parallel_tool_calls", "response_format", "logit_bias",
-    "suffix",
-)  # fmt: skip
+UNSUPPORTED = ("functions", "function_call", "logit_bias", "suffix")  # accepted only when empty
 MAX_STOP = 4
 COMMON_FIELDS = {
     "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "n", "stream",
-    "stream_options", "presence_penalty", "frequency_penalty", "logprobs", "user", "cache_prompt", *UNSUPPORTED,
+    "stream_options", "presence_penalty", "frequency_penalty", "logprobs", "user", "cache_prompt", "response_format",
+    *UNSUPPORTED,
 }  # fmt: skip
-ROUTE_FIELDS = {True: {"messages", "top_logprobs"}, False: {"prompt", "echo", "best_of"}}
-OFF_ONLY = {"n": (1,), "logprobs": (False, 0), "top_logprobs": (0,), "echo": (False,), "best_of": (1,)}
+ROUTE_FIELDS = {
+    True: {"messages", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls"},
+    False: {"prompt", "echo", "best_of"},
+}
+OFF_ONLY = {"n": (1,), "echo": (False,), "best_of": (1,)}
+MAX_TOP_LOGPROBS = {True: 20, False: 5}  # OpenAI's limits: chat top_logprobs, legacy completions logprobs
 MESSAGE_TEXT = ("name", "tool_call_id")  # optional strings a template may render (as plain text, never control)
-MESSAGE_EMPTY = ("tool_calls", "function_call", "refusal", "audio")  # accepted only when empty
+MESSAGE_EMPTY = ("function_call", "refusal", "audio")  # accepted only when empty
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class GenerationRequest:
     stream: bool
     include_usage: bool
     cache_prompt: bool = True  # reuse a slot's KV for the prompt's common prefix (llama-server's field name)
+    tools: Tools | None = None  # declared functions the reply may (or must) call
 
 
 def _bad(field: str, why: str) -> InvalidRequest:
@@ -107,6 +112,26 @@ def _stream(body: dict[str, Any]) -> tuple[bool, bool]:
     return stream, include_usage
 
 
+def _logprobs(body: dict[str, Any], chat: bool) -> int | None:
+    """None (off) or how many alternatives each token reports: chat ``logprobs: true`` + ``top_logprobs``,
+    completions ``logprobs: N``."""
+    top_max = MAX_TOP_LOGPROBS[chat]
+    if not chat:
+        value = _optional_int(body, "logprobs", 0)
+        if value is not None and value > top_max:
+            raise _bad("logprobs", f"must be an integer in [0, {top_max}]")
+        return value
+    wanted = body.get("logprobs")
+    if wanted is not None and not isinstance(wanted, bool):
+        raise _bad("logprobs", "must be true or false")
+    top = _optional_int(body, "top_logprobs", 0)
+    if top is not None and top > top_max:
+        raise _bad("top_logprobs", f"must be an integer in [0, {top_max}]")
+    if top is not None and not wanted:
+        raise _bad("top_logprobs", "needs 'logprobs': true")
+    return (top or 0) if wanted else None
+
+
 def _max_tokens(body: dict[str, Any]) -> int | None:
     newer = _optional_int(body, "max_completion_tokens", 1)
     older = _optional_int(body, "max_tokens", 1)
@@ -118,6 +143,10 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
 def parse_generation(body: dict[str, Any], chat: bool = True) -> GenerationRequest:
     _check_fields(body, chat)
     stream, include_usage = _stream(body)
+    tools = parse_tools(body) if chat else None
+    grammar = response_grammar(body)
+    if tools is not None and grammar is not None:
+        raise _bad("response_format", "cannot be combined with tools unless 'tool_choice' is 'none'")
     sampling = Sampling(
         max_tokens=_max_tokens(body),
         temperature=_number(body, "temperature", 0.8, 0.0, 2.0),
@@ -126,18 +155,22 @@ def parse_generation(body: dict[str, Any], chat: bool = True) -> GenerationReque
         seed=_optional_int(body, "seed", -(2**63)),
         presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
         frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
+        grammar=tools.grammar if tools is not None else grammar,
+        logprobs=_logprobs(body, chat),
     )
     cache_prompt = body.get("cache_prompt", True)
     if not isinstance(cache_prompt, bool):
         raise _bad("cache_prompt", "must be true or false")
-    return GenerationRequest(sampling, stream, include_usage, cache_prompt)
+    return GenerationRequest(sampling, stream, include_usage, cache_prompt, tools)
 
 
 def parse_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("messages", "must be a non-empty list")
-    return [_message(msg, f"messages[{i}]") for i, msg in enumerate(messages)]
+    out = [_message(msg, f"messages[{i}]") for i, msg in enumerate(messages)]
+    check_tool_messages(out)
+    return out
 
 
 def _message(msg: Any, field: str) -> dict[str, Any]:
@@ -146,11 +179,13 @@ def _message(msg: Any, field: str) -> dict[str, Any]:
     if msg.get("role") not in ROLES:
         raise _bad(f"{field}.role", f"must be one of {', '.join(ROLES)}")
     for key in msg:
-        if key not in ("role", "content", *MESSAGE_TEXT, *MESSAGE_EMPTY):
+        if key not in ("role", "content", "tool_calls", *MESSAGE_TEXT, *MESSAGE_EMPTY):
             raise _bad(f"{field}.{key}", "is not a field of a message")
     for key in MESSAGE_EMPTY:
         if msg.get(key) not in (None, [], {}, ""):
             raise _bad(f"{field}.{key}", "is not supported by this server")
+    if msg.get("tool_calls") not in (None, []):
+        return _assistant_calls(msg, field)
     if "content" not in msg or msg["content"] is None:
         raise _bad(f"{field}.content", "is required")
     out = {"role": msg["role"], "content": _content(msg["content"], f"{field}.content")}
@@ -159,6 +194,33 @@ def _message(msg: Any, field: str) -> dict[str, Any]:
             if not isinstance(msg[key], str):
                 raise _bad(f"{field}.{key}", "must be a string")
             out[key] = msg[key]
+    return out
+
+
+def _assistant_calls(msg: dict[str, Any], field: str) -> dict[str, Any]:
+    if msg["role"] != "assistant":
+        raise _bad(f"{field}.tool_calls", "is only allowed in assistant messages")
+    content = msg.get("content")
+    text = "" if content is None else _content(content, f"{field}.content")
+    return {"role": "assistant", "content": text, "tool_calls": _tool_calls(msg["tool_calls"], f"{field}.tool_calls")}
+
+
+def _tool_calls(calls: Any, field: str) -> list[dict[str, Any]]:
+    """An assistant message's earlier calls: id, function name and its arguments (a JSON text, parsed)."""
+    if not isinstance(calls, list):
+        raise _bad(field, "must be a list")
+    out = []
+    for i, call in enumerate(calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not isinstance(fn, dict):
+            raise _bad(f"{field}[{i}]", "must be {'id', 'type': 'function', 'function': {'name', 'arguments'}}")
+        if not isinstance(fn.get("name"), str) or not isinstance(fn.get("arguments"), str):
+            raise _bad(f"{field}[{i}].function", "needs 'name' and 'arguments' (a JSON text)")
+        try:
+            arguments = json.loads(fn["arguments"])
+        except ValueError:
+            raise _bad(f"{field}[{i}].function.arguments", "is not valid JSON") from None
+        out.append({"id": call["id"], "name": fn["name"], "arguments": arguments})
     return out
 
 
