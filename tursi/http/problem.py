@@ -13,12 +13,15 @@ from tursi.core.errors import InternalError, TursiError, problem_for
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "application/problem+json"
+OLLAMA_PREFIX = "/api/"
 
 _HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
 
-def problem_response(exc: BaseException, headers: dict[str, str] | None = None) -> web.Response:
+def problem_response(exc: BaseException, headers: dict[str, str] | None = None, path: str = "") -> web.Response:
     body = problem_for(exc)
+    if path.startswith(OLLAMA_PREFIX):  # Ollama's clients read the message from a string "error"
+        body["error"] = body["detail"]
     return web.Response(status=body["status"], text=json.dumps(body), content_type=PROBLEM_TYPE, headers=headers)
 
 
@@ -29,7 +32,7 @@ async def problem_middleware(
     try:
         return await handler(request)
     except TursiError as e:
-        return problem_response(e, headers=e.headers() or None)
+        return problem_response(e, headers=e.headers() or None, path=request.path)
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -37,7 +40,8 @@ async def problem_middleware(
         err.http_status = e.status
         err.code = _HTTP_CODES.get(e.status, f"http_{e.status}")
         err.title = e.reason
-        return problem_response(err, headers={k: v for k, v in e.headers.items() if k.lower() == "allow"})
+        allow = {k: v for k, v in e.headers.items() if k.lower() == "allow"}
+        return problem_response(err, headers=allow, path=request.path)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(InternalError("internal error; see the server log"))

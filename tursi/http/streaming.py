@@ -89,8 +89,8 @@ class EventStream:
     async def fail(self, exc: BaseException) -> None:
         """The error event for ``exc`` (a problem body, as the error middleware would answer it)."""
         problem = problem_for(exc)
-        if self.flavour == "ndjson":
-            await self.send({"event": "error", **problem})
+        if self.flavour == "ndjson":  # "error": the message where Ollama's clients look for it
+            await self.send({"event": "error", **problem, "error": problem["detail"]})
         elif self.flavour == "sse":
             await self.send({"error": {**problem, "message": problem["detail"]}})
         else:

@@ -15,7 +15,7 @@ from tursi.core.errors import NotReady
 from tursi.core.settings import HttpSettings
 from tursi.http.guards import HTTP_SETTINGS, guard_middleware, same_origin_middleware
 from tursi.http.problem import problem_middleware
-from tursi.worker import embeddings, generation, tasks
+from tursi.worker import embeddings, generation, ollama_api, tasks
 from tursi.worker.limits import add_rate_headers, api_key_middleware, rate_limit_middleware
 from tursi.worker.state import STATE, WorkerState
 
@@ -115,6 +115,7 @@ def build_app(state: WorkerState, loopback_only: bool = False, http: HttpSetting
     app.add_routes(embeddings.routes)
     app.add_routes(generation.routes)
     app.add_routes(tasks.routes)
+    app.add_routes(ollama_api.routes)
 
     async def start_loading(app: web.Application) -> None:
         app[_LOADER] = asyncio.get_running_loop().create_task(_load_runtime(app))
