@@ -50,7 +50,7 @@ def read_manifest(artifacts_dir: Path, key: str) -> tuple[dict[str, Any] | None,
 # -- the manifest schema: the type of every field any part of Tursi reads ------------------------------------
 
 RUNTIMES = {"onnx": "onnxruntime", "gguf": "llama"}
-TASKS = ("embeddings", "classification", "fill-mask", "chat")
+TASKS = ("embeddings", "classification", "fill-mask", "rerank", "chat")
 _NUMBER = (int, float)
 _TOP = {
     "quantization": (str, type(None)),

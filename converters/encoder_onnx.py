@@ -31,7 +31,12 @@ PROBES = (
 )
 
 Progress = Callable[[str, str], None]
-OPTIMUM_TASKS = {"embeddings": "feature-extraction", "classification": "text-classification", "fill-mask": "fill-mask"}
+OPTIMUM_TASKS = {
+    "embeddings": "feature-extraction",
+    "classification": "text-classification",
+    "fill-mask": "fill-mask",
+    "rerank": "text-classification",
+}
 MASKED_PROBES = (
     "The capital of France is [MASK].",
     "She poured a cup of [MASK] and sat down.",
@@ -148,6 +153,8 @@ def compare(reference: Path, candidate: Path, artifact: Path, task: str) -> dict
         return _compare_classification(reference, candidate, artifact)
     if task == "fill-mask":
         return _compare_fill_mask(reference, candidate, artifact)
+    if task == "rerank":
+        return _compare_rerank(reference, candidate, artifact)
     return _compare_embeddings(reference, candidate, artifact)
 
 
@@ -187,6 +194,70 @@ def _compare_classification(reference: Path, candidate: Path, artifact: Path) ->
         "max_probability_delta": round(float(np.abs(a - b).max()), 6),
         "score": agree,
         "score_name": "label agreement",
+    }
+
+
+RERANK_PROBES = (  # (query, documents): the guard's ranking probes
+    (
+        "How do I reset my password?",
+        (
+            "Open Settings, choose Account and press Reset password.",
+            "Our office is closed on public holidays.",
+            "Passwords must be at least twelve characters long.",
+            "The cafeteria serves lunch from noon.",
+            "If you forgot your password, use the link on the login page.",
+        ),
+    ),
+    (
+        "What causes thermal throttling on a Raspberry Pi?",
+        (
+            "When the SoC passes 80 C, the firmware lowers the clock to cool down.",
+            "The Raspberry Pi Foundation is a charity in Cambridge.",
+            "A heatsink and a fan keep the CPU below its throttling point.",
+            "Bananas are rich in potassium.",
+            "Undervoltage also makes the firmware reduce the clock speed.",
+        ),
+    ),
+    (
+        "best pasta recipe",
+        (
+            "Boil spaghetti, toss with garlic, olive oil and chili.",
+            "The stock market closed higher today.",
+            "Fresh egg pasta needs flour, eggs and a little salt.",
+            "Trains to Milan leave every hour.",
+        ),
+    ),
+)
+
+
+def _compare_rerank(reference: Path, candidate: Path, artifact: Path) -> dict[str, Any]:
+    """Pairwise ranking agreement: of the document pairs per probe query, the share both models order alike
+    (the worst query counts); and the largest score difference."""
+    import itertools
+
+    import numpy as np
+
+    from runtimes.onnx_tasks import OnnxReranker
+
+    ref = OnnxReranker.load(artifact, model_file=reference, threads=1)
+    cand = OnnxReranker.load(artifact, model_file=candidate, threads=1)
+    agreements, deltas = [], []
+    for query, docs in RERANK_PROBES:
+        a, _ = ref.rerank(query, list(docs))
+        b, _ = cand.rerank(query, list(docs))
+        pairs = list(itertools.combinations(range(len(docs)), 2))
+        same = [np.sign(a[i] - a[j]) == np.sign(b[i] - b[j]) for i, j in pairs]
+        agreements.append(float(np.mean(same)))
+        deltas.append(float(np.max(np.abs(np.array(a) - np.array(b)))))
+    worst = round(min(agreements), 6)
+    return {
+        "metric": "pairwise_ranking_agreement_vs_fp32_onnx",
+        "probes": len(RERANK_PROBES),
+        "agreement": worst,
+        "mean_agreement": round(float(np.mean(agreements)), 6),
+        "max_score_delta": round(max(deltas), 6),
+        "score": worst,
+        "score_name": "pairwise ranking agreement",
     }
 
 

@@ -46,12 +46,13 @@ def load_runtime(
     runtime = plan.get("runtime")
     if runtime == "onnxruntime":
         from runtimes.onnx_embed import OnnxEmbedder
-        from runtimes.onnx_tasks import OnnxClassifier, OnnxFillMask
+        from runtimes.onnx_tasks import OnnxClassifier, OnnxFillMask, OnnxReranker
         from tursi.formats.onnx_external import check_folder
 
         check_folder(artifact_dir)  # external-data paths confined before onnxruntime opens anything
 
-        cls = {"classification": OnnxClassifier, "fill-mask": OnnxFillMask}.get(plan.get("task"), OnnxEmbedder)
+        tasks = {"classification": OnnxClassifier, "fill-mask": OnnxFillMask, "rerank": OnnxReranker}
+        cls = tasks.get(plan.get("task"), OnnxEmbedder)
         return cls.load(artifact_dir, threads=threads)
     if runtime == "llama":
         from runtimes.llama_runtime import LlamaRuntime

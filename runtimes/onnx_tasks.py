@@ -46,6 +46,24 @@ class OnnxClassifier(OnnxEmbedder):
         return out, tokens
 
 
+class OnnxReranker(OnnxEmbedder):
+    """A cross-encoder (one logit per query-document pair); the score is its sigmoid, as sentence-transformers'
+    CrossEncoder reports a one-label model's."""
+
+    def pair_logits(self, query: str, documents: list[str]) -> tuple[Any, int]:
+        import numpy as np
+
+        encodings = self.encode([(query, d) for d in documents])  # type: ignore[misc]  # tokenizers takes pairs
+        logits, mask = self._forward(encodings)
+        return np.asarray(logits).reshape(len(documents), -1)[:, 0], int(mask.sum())
+
+    def rerank(self, query: str, documents: list[str]) -> tuple[list[float], int]:
+        import numpy as np
+
+        logits, tokens = self.pair_logits(query, documents)
+        return [float(x) for x in 1 / (1 + np.exp(-logits))], tokens
+
+
 class OnnxFillMask(OnnxEmbedder):
     mask_token: str
     mask_id: int

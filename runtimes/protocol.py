@@ -53,6 +53,13 @@ class Classifier(Runtime, Protocol):
 
 
 @runtime_checkable
+class Reranker(Runtime, Protocol):
+    def rerank(self, query: str, documents: list[str]) -> tuple[list[float], int]:
+        """Each document's relevance to ``query`` (0-1, higher is more relevant), in input order; input tokens."""
+        ...
+
+
+@runtime_checkable
 class MaskFiller(Runtime, Protocol):
     mask_token: str  # the text each input must contain once
 
@@ -93,6 +100,7 @@ FOR_TASK: dict[str, type] = {
     "chat": TextGenerator,
     "classification": Classifier,
     "fill-mask": MaskFiller,
+    "rerank": Reranker,
 }
 
 

@@ -263,5 +263,17 @@ def tiny_classifier(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) 
 
 
 @pytest.fixture(scope="session")
+def tiny_reranker(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    """A random cross-encoder: a sequence classifier with one output (a relevance logit)."""
+    return _tiny_task_model(
+        tmp_path_factory.mktemp("tiny-reranker"),
+        minilm_dir,
+        "BertForSequenceClassification",
+        num_labels=1,
+        initializer_range=0.4,  # scores spread apart: a ranking to compare
+    )
+
+
+@pytest.fixture(scope="session")
 def tiny_fill_mask(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
     return _tiny_task_model(tmp_path_factory.mktemp("tiny-fill-mask"), minilm_dir, "BertForMaskedLM")

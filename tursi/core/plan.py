@@ -52,7 +52,12 @@ def _hardware_reason(hw: HardwareProfile) -> str:
 
 # The int8 sensitivity search's version (converters/int8_sensitivity): a new one makes new artifact keys.
 SENSITIVITY_SEARCH = 1
-GUARD_METRIC = {"embeddings": "min cosine", "classification": "label agreement", "fill-mask": "top-1 agreement"}
+GUARD_METRIC = {
+    "embeddings": "min cosine",
+    "classification": "label agreement",
+    "fill-mask": "top-1 agreement",
+    "rerank": "pairwise ranking agreement",
+}
 
 
 def _plan_encoder(ref: ModelRef, opts: DeploymentSpec, hw: HardwareProfile) -> Plan:

@@ -180,13 +180,21 @@ def _task_of_folder(path: Path, allow_pickle: bool = False) -> str:
     if any(a.endswith("ForCausalLM") for a in archs):
         return "chat"
     if any(a.endswith("ForSequenceClassification") for a in archs):
-        return "classification"
+        return "rerank" if _one_label(cfg) else "classification"
     if any(a.endswith("ForMaskedLM") for a in archs):
         return "fill-mask"
     raise NotSupported(
         f"architecture {archs or '(none)'} is not supported yet: Tursi serves sentence-embedding encoders "
         f"({', '.join(ENCODER_ARCHS)}), *ForSequenceClassification, *ForMaskedLM and causal LMs (*ForCausalLM)"
     )
+
+
+def _one_label(cfg: dict[str, object]) -> bool:
+    """A sequence classifier with a single output is a cross-encoder (a relevance score), not a labeller."""
+    labels = cfg.get("id2label")
+    if isinstance(labels, dict) and labels:
+        return len(labels) == 1
+    return cfg.get("num_labels") == 1
 
 
 def _gguf_display(name: str) -> str:

@@ -26,7 +26,7 @@ from tursi.core.names import NAME_RULE
 from tursi.core.restart import Backoff, RestartPolicy
 
 DEFAULT_PARALLEL = 4  # LLM slots when --parallel is not given
-DEFAULT_MIN_QUALITY = {"embeddings": 0.85, "classification": 0.75, "fill-mask": 0.5, "chat": 0.50}
+DEFAULT_MIN_QUALITY = {"embeddings": 0.85, "classification": 0.75, "fill-mask": 0.5, "rerank": 0.8, "chat": 0.50}
 GROUPS = ("source", "placement", "conversion", "serving", "metadata")
 KINDS = ("str", "int", "float", "bool", "choice", "file", "pairs")
 PAIR_VALUE_MAX = 256

@@ -12,7 +12,16 @@ from typing import Any, Literal, overload
 
 from aiohttp import web
 
-from runtimes.protocol import FOR_TASK, BatchEmbedder, Classifier, Embedder, MaskFiller, Runtime, TextGenerator
+from runtimes.protocol import (
+    FOR_TASK,
+    BatchEmbedder,
+    Classifier,
+    Embedder,
+    MaskFiller,
+    Reranker,
+    Runtime,
+    TextGenerator,
+)
 from tursi.core.access import parse_rate_limit
 from tursi.core.errors import InvalidRequest, ModelNotFound, NotReady, TursiError, UnsupportedTask
 from tursi.core.spec import DeploymentSpec
@@ -100,6 +109,8 @@ def require_task(st: WorkerState, task: Literal["chat"]) -> TextGenerator: ...
 def require_task(st: WorkerState, task: Literal["classification"]) -> Classifier: ...
 @overload
 def require_task(st: WorkerState, task: Literal["fill-mask"]) -> MaskFiller: ...
+@overload
+def require_task(st: WorkerState, task: Literal["rerank"]) -> Reranker: ...
 def require_task(st: WorkerState, task: str) -> Runtime:
     """The runtime, if it is loaded and the deployment serves ``task``; typed as that task's protocol, which
     ``runtime_loaded`` checked it satisfies (once, not per request: isinstance on a protocol costs 15-45 us)."""
