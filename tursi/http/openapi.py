@@ -236,6 +236,48 @@ SAMPLING = {
     },
     "user": {"type": "string"},
     "model": {"type": "string"},
+    "response_format": {
+        "type": "object",
+        "description": "json_object or json_schema: the reply is JSON (valid against the schema), enforced while "
+        "sampling; a schema keyword that cannot be enforced is a 400 unsupported_schema naming it",
+        "properties": {
+            "type": {"enum": ["text", "json_object", "json_schema"]},
+            "json_schema": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "schema": {"type": "object"}, "strict": {"type": "boolean"}},
+            },
+        },
+        "required": ["type"],
+    },
+}
+TOOL = {
+    "type": "object",
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                "description": {"type": "string"},
+                "parameters": {"type": "object"},
+            },
+            "required": ["name"],
+        },
+    },
+    "required": ["type", "function"],
+}
+TOOL_CALL = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "arguments": {"type": "string"}},
+            "required": ["name", "arguments"],
+        },
+    },
+    "required": ["id", "function"],
 }
 CHAT_BODY = {
     "type": "object",
@@ -245,17 +287,36 @@ CHAT_BODY = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "role": {"enum": ["system", "user", "assistant"]},
-                    "content": {"type": "string"},
+                    "role": {"enum": ["system", "user", "assistant", "tool"]},
+                    "content": {"type": ["string", "null"]},
                     "name": {"type": "string"},
+                    "tool_calls": {"type": "array", "items": TOOL_CALL},
+                    "tool_call_id": {"type": "string"},
                 },
-                "required": ["role", "content"],
+                "required": ["role"],
             },
         },
+        "tools": {"type": "array", "items": TOOL},
+        "tool_choice": {
+            "oneOf": [
+                {"enum": ["none", "auto", "required"]},
+                {"type": "object", "properties": {"type": {"const": "function"}, "function": {"type": "object"}}},
+            ]
+        },
+        "parallel_tool_calls": {"type": "boolean"},
+        "logprobs": {"type": "boolean"},
+        "top_logprobs": {"type": "integer", "minimum": 0, "maximum": 20},
         **SAMPLING,
     },
 }
-COMPLETION_BODY = {"type": "object", "properties": {"prompt": {"type": "string"}, **SAMPLING}}
+COMPLETION_BODY = {
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string"},
+        "logprobs": {"type": "integer", "minimum": 0, "maximum": 5},
+        **SAMPLING,
+    },
+}
 TASK_BODY = {
     "type": "object",
     "properties": {
@@ -265,6 +326,79 @@ TASK_BODY = {
     },
 }
 CHOICES = {"type": "object", "required": ["object", "choices", "model"]}
+
+
+RERANK_BODY = {
+    "type": "object",
+    "properties": {
+        "model": {"type": "string"},
+        "query": {"type": "string", "minLength": 1},
+        "documents": {
+            "type": "array",
+            "items": {"oneOf": [{"type": "string"}, {"type": "object", "properties": {"text": {"type": "string"}}}]},
+        },
+        "top_n": {"type": "integer", "minimum": 1},
+        "return_documents": {"type": "boolean"},
+    },
+    "required": ["query", "documents"],
+}
+RERANK_OUT = {"type": "object", "required": ["results", "model", "usage"]}
+OLLAMA_OPTIONS = {
+    "type": "object",
+    "description": "temperature, top_p, top_k, min_p, seed, num_predict, stop, presence_penalty, frequency_penalty, "
+    "repeat_penalty, repeat_last_n, num_ctx (at most the deployment's); load-time options (num_gpu, num_thread, ...) "
+    "are accepted and have no effect; any other key is a 400",
+}
+OLLAMA_FORMAT = {"oneOf": [{"const": "json"}, {"type": "object"}]}
+OLLAMA_MODEL_ONLY = {"type": "object", "properties": {"model": {"type": "string"}}, "required": ["model"]}
+OLLAMA_CHAT = {
+    "type": "object",
+    "properties": {
+        "model": {"type": "string"},
+        "messages": {"type": "array", "items": {"type": "object"}},
+        "stream": {"type": "boolean"},
+        "format": OLLAMA_FORMAT,
+        "options": OLLAMA_OPTIONS,
+        "keep_alive": {"oneOf": [{"type": "string"}, {"type": "number"}]},
+        "tools": {"type": "array", "items": TOOL},
+    },
+    "required": ["model"],
+}
+OLLAMA_GENERATE = {
+    "type": "object",
+    "properties": {
+        "model": {"type": "string"},
+        "prompt": {"type": "string"},
+        "system": {"type": "string"},
+        "raw": {"type": "boolean"},
+        "stream": {"type": "boolean"},
+        "format": OLLAMA_FORMAT,
+        "options": OLLAMA_OPTIONS,
+        "keep_alive": {"oneOf": [{"type": "string"}, {"type": "number"}]},
+    },
+    "required": ["model"],
+}
+OLLAMA_EMBED = {
+    "type": "object",
+    "properties": {
+        "model": {"type": "string"},
+        "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "keep_alive": {"oneOf": [{"type": "string"}, {"type": "number"}]},
+    },
+    "required": ["model"],
+}
+OLLAMA_EMBED_OLD = {
+    "type": "object",
+    "properties": {"model": {"type": "string"}, "prompt": {"type": "string"}},
+    "required": ["model", "prompt"],
+}
+OLLAMA_MODELS = {"type": "object", "required": ["models"]}
+
+
+def _ollama(summary: str, body: dict[str, Any]) -> dict[str, Any]:
+    op = _op(summary, _json(OBJ), _json(body))
+    op["responses"]["200"]["content"]["application/x-ndjson"] = {"schema": {"type": "string"}}
+    return op
 
 
 def _generation(summary: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -288,5 +422,19 @@ def inference() -> dict[str, Any]:
             "/v1/completions": {"post": _generation("Text completion", COMPLETION_BODY)},
             "/v1/classify": {"post": _op("Classification", _json(OBJ), _json(TASK_BODY))},
             "/v1/fill-mask": {"post": _op("Fill the mask", _json(OBJ), _json(TASK_BODY))},
+            "/v1/rerank": {
+                "post": _op("Rerank documents by relevance (cross-encoders)", _json(RERANK_OUT), _json(RERANK_BODY))
+            },
+            "/rerank": {"post": _op("Same as /v1/rerank (llama-server's path)", _json(RERANK_OUT), _json(RERANK_BODY))},
+            "/api/version": {"get": _op("Ollama: server version", _json(OBJ))},
+            "/api/tags": {"get": _op("Ollama: the model served here", _json(OLLAMA_MODELS))},
+            "/api/ps": {"get": _op("Ollama: loaded models", _json(OLLAMA_MODELS))},
+            "/api/show": {"post": _op("Ollama: model details", _json(OBJ), _json(OLLAMA_MODEL_ONLY))},
+            "/api/chat": {"post": _ollama("Ollama: chat (NDJSON stream unless stream is false)", OLLAMA_CHAT)},
+            "/api/generate": {
+                "post": _ollama("Ollama: generate (NDJSON stream unless stream is false)", OLLAMA_GENERATE)
+            },
+            "/api/embed": {"post": _op("Ollama: embeddings", _json(OBJ), _json(OLLAMA_EMBED))},
+            "/api/embeddings": {"post": _op("Ollama: embeddings (older route)", _json(OBJ), _json(OLLAMA_EMBED_OLD))},
         },
     }
