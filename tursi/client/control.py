@@ -107,6 +107,9 @@ def problem_to_error(body: dict[str, Any]) -> TursiError:
     return err
 
 
+UPLOAD_ANSWER_S = 900.0
+
+
 class ControlClient:
     def __init__(
         self,
@@ -159,7 +162,11 @@ class ControlClient:
         query: dict[str, Any] | None = None,
         timeout: float | None = None,
         upload: tuple[Any, int] | None = None,
+        stream: bool = False,
     ) -> http.client.HTTPResponse:
+        """One request; the answer's status line and headers must come within ``timeout`` (default: the client's).
+        A ``stream`` has no deadline once it has started: a conversion step may run for many minutes without a
+        progress line, and ``logs -f`` waits for lines as long as the user likes."""
         if query:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         headers = {"Accept": "application/json"}
@@ -174,8 +181,10 @@ class ControlClient:
         if upload is not None:  # (file object, length): streamed as the body
             data, headers["Content-Length"] = upload[0], str(upload[1])
             headers["Content-Type"] = "application/x-tar"
+        sock = None
         try:
             conn.request(method, path, body=data, headers=headers)
+            sock = conn.sock  # the response may take the socket over (and clear conn.sock) once it is read
             resp = conn.getresponse()
         except ssl.SSLError as e:
             conn.close()
@@ -199,6 +208,8 @@ class ControlClient:
             raw = resp.read()
             conn.close()
             raise _error_from(resp.status, raw)
+        if stream and sock is not None:
+            sock.settimeout(None)
         return resp
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
@@ -212,7 +223,7 @@ class ControlClient:
         self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None
     ) -> Iterator[bytes]:
         """Lines of a streamed response (NDJSON events or log text), as they arrive."""
-        resp = self._send(method, path, body, query, timeout=None)
+        resp = self._send(method, path, body, query, stream=True)
         try:
             while True:
                 try:
@@ -234,7 +245,8 @@ class ControlClient:
 
     def upload(self, path: str, fileobj: Any, length: int, query: dict[str, Any] | None = None) -> Any:
         """POST a file as the request body (a bundle), streamed; returns the JSON answer."""
-        resp = self._send("POST", path, None, query, timeout=None, upload=(fileobj, length))
+        # the daemon checks and unpacks the whole bundle before it answers: minutes for a large one
+        resp = self._send("POST", path, None, query, timeout=UPLOAD_ANSWER_S, upload=(fileobj, length))
         try:
             return json.loads(resp.read() or b"null")
         finally:
@@ -242,7 +254,7 @@ class ControlClient:
 
     def download(self, path: str, query: dict[str, Any] | None = None) -> tuple[http.client.HTTPResponse, int]:
         """A streamed GET: the open response and its Content-Length (-1 when unknown)."""
-        resp = self._send("GET", path, None, query, timeout=None)
+        resp = self._send("GET", path, None, query, stream=True)
         return resp, int(resp.getheader("Content-Length") or -1)
 
     def healthy(self) -> bool:
