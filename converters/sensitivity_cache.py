@@ -19,8 +19,9 @@ VERSION = 1  # of the search and of the section it writes
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tursi" / "int8-sensitivity"
+    from tursi.core.settings import cache_home
+
+    return cache_home(os.environ) / "int8-sensitivity"
 
 
 def key(fp32: Path, int8: Path, texts: list[str], targets: dict[str, Any]) -> str:

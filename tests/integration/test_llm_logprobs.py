@@ -8,29 +8,19 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DaemonProc, make_env, stop_everything_in
-from tests.integration.test_lifecycle import free_port, post
+from tests.integration.smollm2_worker import openai_client, smollm2_worker
+from tests.integration.test_lifecycle import post
 
 ASK = [{"role": "user", "content": "Name three colours."}]
 
 
 @pytest.fixture(scope="module")
 def smol(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = make_env(tmp_path_factory.mktemp("logprobs") / "home")
-    daemon = DaemonProc(env).start()
-    try:
-        port = free_port()
-        env.cli("up", "smollm2", "--port", str(port), "--threads", "2", check=True)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        daemon.terminate()
-        stop_everything_in(env.home)
+    with smollm2_worker(tmp_path_factory, "logprobs") as endpoint:
+        yield endpoint
 
 
-def client(endpoint: str) -> Any:
-    from openai import OpenAI
-
-    return OpenAI(base_url=endpoint, api_key="unused", timeout=300)
+client = openai_client
 
 
 def test_chat_logprobs_describe_each_generated_token(smol: str) -> None:

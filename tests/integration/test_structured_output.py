@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DaemonProc, make_env, stop_everything_in
-from tests.integration.test_lifecycle import free_port, post
+from tests.integration.smollm2_worker import openai_client, smollm2_worker
+from tests.integration.test_lifecycle import post
 
 CITY = {
     "type": "object",
@@ -43,22 +43,11 @@ ASK = [{"role": "user", "content": "Describe Lisbon as JSON."}]
 
 @pytest.fixture(scope="module")
 def smol(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One SmolLM2 worker for the module: its /v1 endpoint."""
-    env = make_env(tmp_path_factory.mktemp("structured") / "home")
-    daemon = DaemonProc(env).start()
-    try:
-        port = free_port()
-        env.cli("up", "smollm2", "--port", str(port), "--threads", "2", check=True)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        daemon.terminate()
-        stop_everything_in(env.home)
+    with smollm2_worker(tmp_path_factory, "structured") as endpoint:
+        yield endpoint
 
 
-def client(endpoint: str) -> Any:
-    from openai import OpenAI
-
-    return OpenAI(base_url=endpoint, api_key="unused", timeout=300)
+client = openai_client
 
 
 def test_fifty_json_schema_replies_at_temperature_one_all_validate(smol: str) -> None:

@@ -286,6 +286,11 @@ def _data_home(env: Mapping[str, str]) -> Path:
     return Path(env.get("XDG_DATA_HOME") or _user_home(env) / ".local" / "share")
 
 
+def cache_home(env: Mapping[str, str]) -> Path:
+    """Where Tursi keeps what it can rebuild (runtime builds, the int8 sensitivity searches): ``~/.cache/tursi``."""
+    return Path(env.get("XDG_CACHE_HOME") or _user_home(env) / ".cache") / "tursi"
+
+
 def debug_from(env: Mapping[str, str]) -> bool:
     """TURSI_DEBUG alone, for code that must not fail on another variable's bad value (the CLI's last resort)."""
     return flag(env.get("TURSI_DEBUG"))
@@ -303,10 +308,18 @@ DEFAULT_SOURCES = (
         "XDG_DATA_HOME", "path", "~/.local/share", "TURSI_HOME defaults to `$XDG_DATA_HOME/tursi`", "tursi, tursid"
     ),
     Variable(
+        "XDG_CACHE_HOME",
+        "path",
+        "~/.cache",
+        "`$XDG_CACHE_HOME/tursi`: the int8 sensitivity searches' answers (converters), beside the runtime builds "
+        "of `make install` and the bench; deleting it only costs time",
+        "converters",
+    ),
+    Variable(
         "HOME",
         "path",
         "the user's home",
-        "the base of `~/.local/share` and `~/.config` when `XDG_DATA_HOME` or `XDG_CONFIG_HOME` is unset",
+        "the base of `~/.local/share`, `~/.config` and `~/.cache` when their `XDG_*` variable is unset",
         "tursi, tursid",
     ),
 )
