@@ -88,7 +88,8 @@ def test_an_error_after_the_first_event_is_the_last_ndjson_event(error: Exceptio
     lines = [json.loads(line) for line in body.splitlines()]
     assert got == 200  # committed with the first event
     assert lines[:2] == events
-    assert lines[2] == {"event": "error", **problem_for(error)}  # what `tursi up` raises from
+    problem = problem_for(error)  # what `tursi up` raises from; "error": where Ollama's clients read the message
+    assert lines[2] == {"event": "error", **problem, "error": problem["detail"]}
     assert (lines[2]["code"], lines[2]["status"]) == (code, status)
     assert len(lines) == 3
 
