@@ -226,6 +226,7 @@ SAMPLING = {
     "top_p": {"type": "number"},
     "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     "seed": {"type": "integer"},
+    "n": {"type": "integer", "minimum": 1, "maximum": 8, "description": "choices, each sampled in its own slot"},
     "stream": {"type": "boolean"},
     "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
     "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -73,41 +74,93 @@ def _prompt(runtime: TextGenerator, source: list[dict[str, Any]] | str, gen: Gen
 async def _run(
     request: web.Request, st: WorkerState, runtime: TextGenerator, prompt: list[int], gen: GenerationRequest, chat: bool
 ) -> tuple[web.StreamResponse, int]:
+    """``n`` choices, each its own engine job (slot); one JSON answer or one SSE stream for all of them."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
     transport = request.transport
 
-    def gone() -> bool:  # polled by the engine each step: a client that left frees its slot
+    def gone() -> bool:  # polled by the engine each step: a client that left frees its slots
         return transport is None or transport.is_closing()
 
-    def emit(item: Chunk | BaseException) -> None:  # from the engine thread
-        loop.call_soon_threadsafe(queue.put_nowait, item)
+    def emitter(index: int) -> Any:
+        def emit(item: Chunk | BaseException) -> None:  # from the engine thread
+            loop.call_soon_threadsafe(queue.put_nowait, (index, item))
 
-    job = runtime.submit(prompt, gen.sampling, emit, gone=gone, cache_prompt=gen.cache_prompt)
+        return emit
+
+    stream = EventStream(request, "sse", what="generation")
+    ids = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24], int(time.time())
+    writers = [_Writer(request, st, runtime, chat, gen, len(prompt), stream, i, ids) for i in range(gen.n)]
+    jobs = [
+        runtime.submit(prompt, _choice_sampling(gen, i), emitter(i), gone=gone, cache_prompt=gen.cache_prompt)
+        for i in range(gen.n)
+    ]
     try:
-        writer = _Writer(request, st, runtime, chat, gen, len(prompt))
-        async with writer.stream:  # an error before the first chunk keeps its status; after it, an SSE error
-            while True:
-                item = await queue.get()
-                if isinstance(item, EngineClosed):
-                    raise NotReady(str(item))
-                if isinstance(item, GrammarRejected):
-                    raise InvalidRequest(f"the output format: {item}", param="response_format")
-                if isinstance(item, BaseException):
-                    raise item
+        async with stream:  # an error before the first chunk keeps its status; after it, an SSE error
+            done = 0
+            while done < len(writers):
+                index, item = await queue.get()
+                _raise_if_error(item)
                 if item.text:
                     st.metrics.generated_tokens += 1
-                if not await writer.add(item):
-                    break  # the client went away: cancelling the job frees its slot
+                if not await writers[index].add(item):
+                    break  # the client went away: cancelling the jobs frees their slots
                 if item.finish_reason is not None:
-                    return await writer.finish(), writer.completion_tokens
-        return await writer.stream.finish(), writer.completion_tokens
+                    done += 1
+                    if gen.stream:
+                        await writers[index].send_finish()
+            else:
+                resp = await _answer(writers, stream, gen, chat)
+                return resp, sum(w.completion_tokens for w in writers)
+        return await stream.finish(), sum(w.completion_tokens for w in writers)
     finally:
-        runtime.cancel(job)  # nothing to do when it finished
+        for job in jobs:
+            runtime.cancel(job)  # nothing to do when it finished
+
+
+def _raise_if_error(item: Chunk | BaseException) -> None:
+    if isinstance(item, EngineClosed):
+        raise NotReady(str(item))
+    if isinstance(item, GrammarRejected):
+        raise InvalidRequest(f"the output format: {item}", param="response_format")
+    if isinstance(item, BaseException):
+        raise item
+
+
+def _choice_sampling(gen: GenerationRequest, index: int) -> Any:
+    """Choice ``index``'s sampling: a given seed moves by one per choice, so n choices differ and still repeat."""
+    if index == 0 or gen.sampling.seed is None:
+        return gen.sampling
+    return replace(gen.sampling, seed=gen.sampling.seed + index)
+
+
+async def _answer(
+    writers: list[_Writer], stream: EventStream, gen: GenerationRequest, chat: bool
+) -> web.StreamResponse:
+    """The JSON answer with every choice, or the stream's end: usage when asked, then [DONE]."""
+    first = writers[0]
+    usage = {"prompt_tokens": first.prompt_tokens, "completion_tokens": 0, "total_tokens": first.prompt_tokens}
+    for w in writers:
+        usage["completion_tokens"] += w.count()
+    usage["total_tokens"] += usage["completion_tokens"]
+    if not gen.stream:
+        body = {
+            "id": first.id,
+            "object": "chat.completion" if chat else "text_completion",
+            "created": first.created,
+            "model": first.st.name,
+            "choices": [w.choice() for w in writers],
+            "usage": usage,
+        }
+        return web.json_response(body)
+    if gen.include_usage:
+        await stream.send({**first._chunk({}, None), "choices": [], "usage": usage})
+    await stream.send("[DONE]")
+    return await stream.finish()
 
 
 class _Writer:
-    """Collects chunks into one JSON answer, or streams them as SSE once the first one is in."""
+    """One choice: collects its chunks for the JSON answer, or streams them as SSE once the first one is in."""
 
     def __init__(
         self,
@@ -117,14 +170,18 @@ class _Writer:
         chat: bool,
         gen: GenerationRequest,
         prompt_tokens: int,
+        stream: EventStream,
+        index: int,
+        ids: tuple[str, int],
     ) -> None:
         self.request, self.st, self.runtime, self.chat, self.gen = request, st, runtime, chat, gen
         self.prompt_tokens = prompt_tokens
-        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
-        self.created = int(time.time())
+        self.index = index
+        self.id, self.created = ids  # shared by the request's choices
         self.text: list[str] = []
         self.finish_reason: str | None = None
-        self.stream = EventStream(request, "sse", what="generation")
+        self.stream = stream
+        self.started = False  # this choice's first chunk (the role, on chat) is out
         self.completion_tokens = 0
         self._token_frame: tuple[str, str] | None = None
         self.calling: bool | None = None if gen.tools is not None else False  # known at the first text
@@ -145,7 +202,7 @@ class _Writer:
             self.calling = "".join(self.text).startswith("{")  # the grammar lets only a call open with "{"
         if not self.gen.stream or self.calling is not False:  # a call is sent whole, once it is complete
             return not _closing(self.request)
-        if not self.stream.committed and not await self._start_stream():
+        if not self.started and not await self._start_stream():
             return False
         text = "".join(self.text[-1:]) if self.gen.tools is None else self._unsent()
         if self.gen.sampling.logprobs is not None:
@@ -191,66 +248,56 @@ class _Writer:
         return (head + json.dumps(text, ensure_ascii=False) + tail).encode()
 
     async def _start_stream(self) -> bool:
+        self.started = True
         if self.chat:
             return await self.stream.send(self._chunk({"role": "assistant", "content": ""}, None))
         return await self.stream.commit()
 
     def _chunk(self, delta: Any, finish: str | None, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
         if self.chat:
-            choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+            choice = {"index": self.index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
             obj = "chat.completion.chunk"
         else:
-            choice = {"index": 0, "text": delta, "logprobs": logprobs, "finish_reason": finish}
+            choice = {"index": self.index, "text": delta, "logprobs": logprobs, "finish_reason": finish}
             obj = "text_completion"
         return {"id": self.id, "object": obj, "created": self.created, "model": self.st.name, "choices": [choice]}
 
-    def usage(self) -> dict[str, int]:
-        completion = self.runtime.count_tokens("".join(self.text))
-        self.completion_tokens = completion
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": self.prompt_tokens + completion,
-        }
+    def count(self) -> int:
+        """This choice's completion tokens (the text re-tokenized, as usage reports them)."""
+        self.completion_tokens = self.runtime.count_tokens("".join(self.text))
+        return self.completion_tokens
 
-    async def finish(self) -> web.StreamResponse:
-        finish = self.finish_reason or "stop"
+    def _calls(self) -> tuple[list[dict[str, Any]] | None, str]:
+        calls = self.gen.tools.as_call("".join(self.text)) if self.gen.tools is not None and self.calling else None
+        return calls, "tool_calls" if calls is not None else self.finish_reason or "stop"
+
+    def choice(self) -> dict[str, Any]:
+        """This choice in the JSON answer."""
+        calls, finish = self._calls()
+        logprobs = self._logprobs_field(self.logprobs) if self.gen.sampling.logprobs is not None else None
+        choice: dict[str, Any] = {"index": self.index, "logprobs": logprobs, "finish_reason": finish}
         text = "".join(self.text)
-        calls = self.gen.tools.as_call(text) if self.gen.tools is not None and self.calling else None
         if calls is not None:
-            finish = "tool_calls"
-        wants_logprobs = self.gen.sampling.logprobs is not None
-        if not self.gen.stream:
-            logprobs = self._logprobs_field(self.logprobs) if wants_logprobs else None
-            choice: dict[str, Any] = {"index": 0, "logprobs": logprobs, "finish_reason": finish}
-            if calls is not None:
-                choice["message"] = {"role": "assistant", "content": None, "tool_calls": calls}
-            elif self.chat:
-                choice["message"] = {"role": "assistant", "content": text}
-            else:
-                choice["text"] = text
-            body = {
-                "id": self.id,
-                "object": "chat.completion" if self.chat else "text_completion",
-                "created": self.created,
-                "model": self.st.name,
-                "choices": [choice],
-                "usage": self.usage(),
-            }
-            return web.json_response(body)
-        if not self.stream.committed:
+            choice["message"] = {"role": "assistant", "content": None, "tool_calls": calls}
+        elif self.chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        return choice
+
+    async def send_finish(self) -> None:
+        """Streaming: this choice's last chunks (a call, text held back, the finish reason)."""
+        calls, finish = self._calls()
+        if not self.started:
             await self._start_stream()
         if calls is not None:
             deltas = [{"index": i, **call} for i, call in enumerate(calls)]
             await self.stream.send(self._chunk({"tool_calls": deltas}, None))
         elif self.calling:  # a call cut short (max_tokens): its text, as any other reply
             await self.stream.send_bytes(self._token_event(self._unsent()))
-        last = self._stream_logprobs() if wants_logprobs and self._lp_unsent else None  # tokens held back
+        wants = self.gen.sampling.logprobs is not None and self._lp_unsent
+        last = self._stream_logprobs() if wants else None  # tokens held back
         await self.stream.send(self._chunk({} if self.chat else "", finish, last))
-        if self.gen.include_usage:
-            await self.stream.send({**self._chunk({}, None), "choices": [], "usage": self.usage()})
-        await self.stream.send("[DONE]")
-        return await self.stream.finish()
 
 
 def _closing(request: web.Request) -> bool:

@@ -27,7 +27,8 @@ ROUTE_FIELDS = {
     True: {"messages", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls"},
     False: {"prompt", "echo", "best_of"},
 }
-OFF_ONLY = {"n": (1,), "echo": (False,), "best_of": (1,)}
+OFF_ONLY = {"echo": (False,), "best_of": (1,)}
+MAX_N = 8  # choices per request: each is a slot of its own
 MAX_TOP_LOGPROBS = {True: 20, False: 5}  # OpenAI's limits: chat top_logprobs, legacy completions logprobs
 MESSAGE_TEXT = ("name", "tool_call_id")  # optional strings a template may render (as plain text, never control)
 MESSAGE_EMPTY = ("function_call", "refusal", "audio")  # accepted only when empty
@@ -40,6 +41,7 @@ class GenerationRequest:
     include_usage: bool
     cache_prompt: bool = True  # reuse a slot's KV for the prompt's common prefix (llama-server's field name)
     tools: Tools | None = None  # declared functions the reply may (or must) call
+    n: int = 1  # choices, each sampled in its own slot
 
 
 def _bad(field: str, why: str) -> InvalidRequest:
@@ -161,7 +163,10 @@ def parse_generation(body: dict[str, Any], chat: bool = True) -> GenerationReque
     cache_prompt = body.get("cache_prompt", True)
     if not isinstance(cache_prompt, bool):
         raise _bad("cache_prompt", "must be true or false")
-    return GenerationRequest(sampling, stream, include_usage, cache_prompt, tools)
+    n = _optional_int(body, "n", 1) or 1
+    if n > MAX_N:
+        raise _bad("n", f"must be an integer in [1, {MAX_N}]")
+    return GenerationRequest(sampling, stream, include_usage, cache_prompt, tools, n)
 
 
 def parse_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
