@@ -66,9 +66,21 @@ class ChatTemplate:
             raise TemplateRefused(f"chat template does not render: {type(e).__name__}: {e}") from e
         return tmpl
 
-    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+    @property
+    def tool_format(self) -> str | None:
+        """``"hermes"`` when the template renders ``tools`` itself and its calls as ``<tool_call>`` blocks (the
+        Hermes / Qwen convention); None when it knows no tools (Tursi then describes them in the system message)."""
+        return "hermes" if "<tool_call>" in self.source and "tools" in self.source else None
+
+    def render(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
         from jinja2 import TemplateError
 
+        extra = {"tools": tools} if tools else {}
         try:
             return str(
                 self._compiled.render(
@@ -76,12 +88,15 @@ class ChatTemplate:
                     add_generation_prompt=add_generation_prompt,
                     bos_token=self.bos_token,
                     eos_token=self.eos_token,
+                    **extra,
                 )
             )
         except (TemplateError, TypeError, ValueError) as e:  # raise_exception('...') included
             raise TemplateRejected(f"the model's chat template refuses these messages: {e}") from e
 
-    def render_pieces(self, messages: list[dict[str, Any]]) -> tuple[str, list[Piece] | None]:
+    def render_pieces(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> tuple[str, list[Piece] | None]:
         """The prompt, and the same prompt cut into the template's own text and the client's text.
 
         Each client string is replaced by a random marker, the template renders the markers, and the cut is
@@ -89,14 +104,16 @@ class ChatTemplate:
         or inspects them beyond that, e.g. ``| trim`` on text with outer whitespace that a second try with the
         whitespace kept outside the marker cannot explain).
         """
-        text = self.render(messages)
+        text = self.render(messages, tools=tools)
         for keep_outer_space in (False, True):
-            pieces = self._marked(messages, keep_outer_space)
+            pieces = self._marked(messages, keep_outer_space, tools)
             if pieces is not None and "".join(p for p, _ in pieces) == text:
                 return text, pieces
         return text, None
 
-    def _marked(self, messages: list[dict[str, Any]], keep_outer_space: bool) -> list[Piece] | None:
+    def _marked(
+        self, messages: list[dict[str, Any]], keep_outer_space: bool, tools: list[dict[str, Any]] | None = None
+    ) -> list[Piece] | None:
         nonce = secrets.token_hex(8)
         values: dict[str, tuple[str, str]] = {}
         marked = []
@@ -111,7 +128,7 @@ class ChatTemplate:
                     copy[key] = value.replace(core, mark, 1) if core else value
             marked.append(copy)
         try:
-            rendered = self.render(marked)
+            rendered = self.render(marked, tools=tools)
         except Exception:  # a template that inspects the text (and raises on a marker) cannot be cut
             return None
         pieces: list[Piece] = []

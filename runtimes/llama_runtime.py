@@ -113,11 +113,21 @@ class LlamaRuntime:
         """A raw completion prompt: the client writes the whole text, control tokens included."""
         return list(self.model.tokenize(text.encode("utf-8"), add_bos=self._add_bos(text), special=True))
 
-    def chat_prompt(self, messages: list[dict[str, Any]]) -> list[int]:
-        """The template's own text may hold control tokens; the client's text (content, name) never does."""
+    @property
+    def tool_format(self) -> str | None:
+        return self.template.tool_format if self.template is not None else None
+
+    def chat_prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
+        """The template's own text may hold control tokens; the client's text (content, name) never does. Tools
+        and earlier calls, rendered by the template itself, may not hold control-token text at all."""
         if self.template is None:
             raise ValueError("this model has no chat template")
-        text, pieces = self.template.render_pieces(messages)
+        if tools:
+            self._refuse_control_text_in(tools, "tools")
+        for i, msg in enumerate(messages):
+            if msg.get("tool_calls"):
+                self._refuse_control_text_in(msg["tool_calls"], f"messages[{i}].tool_calls")
+        text, pieces = self.template.render_pieces(messages, tools)
         if pieces is None:  # the template reshapes the client's text: refuse text that would turn into control
             self._refuse_control_text(messages)
             return self.tokenize_prompt(text)
@@ -125,6 +135,22 @@ class LlamaRuntime:
         for piece, field in pieces:
             tokens += self.model.tokenize(piece.encode("utf-8"), add_bos=False, special=field is None)
         return tokens
+
+    def _refuse_control_text_in(self, value: Any, field: str) -> None:
+        """Every string inside ``value`` (keys included) must tokenize the same with and without special tokens."""
+        if isinstance(value, dict):
+            for k, v in value.items():
+                self._refuse_control_text_in(k, field)
+                self._refuse_control_text_in(v, field)
+        elif isinstance(value, list):
+            for v in value:
+                self._refuse_control_text_in(v, field)
+        elif isinstance(value, str) and value:
+            data = value.encode("utf-8")
+            if self.model.tokenize(data, add_bos=False, special=True) != self.model.tokenize(
+                data, add_bos=False, special=False
+            ):
+                raise ControlText(field)
 
     def _refuse_control_text(self, messages: list[dict[str, Any]]) -> None:
         for i, msg in enumerate(messages):

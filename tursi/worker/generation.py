@@ -43,7 +43,7 @@ async def _serve(request: web.Request, chat: bool) -> web.StreamResponse:
         runtime = require_task(st, "chat")
         body = await read_json(request)
         check_model(st, body)
-        gen = parse_generation(body, chat)
+        gen = parse_generation(body, chat, getattr(runtime, "tool_format", None))
         source: list[dict[str, Any]] | str = (
             prompt_messages(parse_messages(body), gen.tools) if chat else parse_prompt(body)
         )
@@ -58,7 +58,10 @@ async def _serve(request: web.Request, chat: bool) -> web.StreamResponse:
 def _prompt(runtime: TextGenerator, source: list[dict[str, Any]] | str, gen: GenerationRequest) -> list[int]:
     """Runs in the model thread: the prompt's tokens, checked against the context."""
     try:
-        prompt: list[int] = runtime.chat_prompt(source) if isinstance(source, list) else runtime.tokenize_prompt(source)
+        listed = list(gen.tools.template_tools) if gen.tools is not None else []  # the template renders them
+        prompt: list[int] = (
+            runtime.chat_prompt(source, listed or None) if isinstance(source, list) else runtime.tokenize_prompt(source)
+        )
         runtime.check_context(prompt, gen.sampling.max_tokens)
     except ControlText as e:
         raise InvalidRequest(str(e), param=e.field) from None
@@ -199,7 +202,7 @@ class _Writer:
         if chunk.text:
             self.completion_tokens += 1
         if self.calling is None and "".join(self.text):
-            self.calling = "".join(self.text).startswith("{")  # the grammar lets only a call open with "{"
+            self.calling = self.gen.tools is not None and self.gen.tools.opens_call("".join(self.text))
         if not self.gen.stream or self.calling is not False:  # a call is sent whole, once it is complete
             return not _closing(self.request)
         if not self.started and not await self._start_stream():

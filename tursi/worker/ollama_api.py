@@ -118,7 +118,7 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
         body = await read_json(request)
         check_ollama_model(st, body, required=True)
         runtime = require_task(st, "chat")
-        req = parse_ollama(body, chat)
+        req = parse_ollama(body, chat, getattr(runtime, "tool_format", None))
         n_ctx = int(runtime.info().get("n_ctx", 0)) if hasattr(runtime, "info") else 0
         if req.num_ctx is not None and n_ctx and req.num_ctx > n_ctx:
             raise InvalidRequest(

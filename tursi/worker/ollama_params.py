@@ -55,7 +55,7 @@ def check_ollama_model(st: WorkerState, body: dict[str, Any], required: bool) ->
         raise ModelNotFound(f"model '{model}' is not served here", hint=f"use {st.name} (or {st.name}:latest)")
 
 
-def parse_ollama(body: dict[str, Any], chat: bool) -> OllamaRequest:
+def parse_ollama(body: dict[str, Any], chat: bool, tool_format: str | None = None) -> OllamaRequest:
     stream, options = _check_fields(body, chat)
     openai_like: dict[str, Any] = {"stream": False}
     if chat and body.get("tools") is not None:
@@ -63,7 +63,9 @@ def parse_ollama(body: dict[str, Any], chat: bool) -> OllamaRequest:
     fmt = _format(body.get("format"))
     if fmt is not None:
         openai_like["response_format"] = fmt
-    gen = parse_generation(openai_like, chat=chat)  # tools and format checked as on the OpenAI route
+    gen = parse_generation(
+        openai_like, chat=chat, tool_format=tool_format
+    )  # tools and format checked as on the OpenAI route
     sampling = _sampling(options, gen.sampling)
     if gen.tools is None and fmt is not None:
         sampling = replace(sampling, grammar=response_grammar(openai_like))

@@ -142,10 +142,10 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
     return newer if newer is not None else older
 
 
-def parse_generation(body: dict[str, Any], chat: bool = True) -> GenerationRequest:
+def parse_generation(body: dict[str, Any], chat: bool = True, tool_format: str | None = None) -> GenerationRequest:
     _check_fields(body, chat)
     stream, include_usage = _stream(body)
-    tools = parse_tools(body) if chat else None
+    tools = parse_tools(body, tool_format) if chat else None
     grammar = response_grammar(body)
     if tools is not None and grammar is not None:
         raise _bad("response_format", "cannot be combined with tools unless 'tool_choice' is 'none'")

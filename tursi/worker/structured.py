@@ -15,6 +15,7 @@ until the room is gone. Earlier calls in the conversation are shown to the model
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ MAX_PARALLEL_CALLS = 8
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 # Free text in `auto` mode: anything that does not open with "{" (that opens a call)
 TEXT_RULE = "text ::= [^{ \\t\\n] [^\\x00]*"
+HERMES_TEXT_RULE = "text ::= [^< \\t\\n] [^\\x00]*"  # text, in the Hermes format, cannot open with "<"
+HERMES_BLOCK = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 
 
 class SchemaRejected(InvalidRequest):
@@ -65,20 +68,33 @@ def response_grammar(body: dict[str, Any]) -> str | None:
 
 @dataclass(frozen=True)
 class Tools:
-    """What a request's ``tools`` and ``tool_choice`` mean for the prompt and the grammar."""
+    """What a request's ``tools`` and ``tool_choice`` mean for the prompt and the grammar. ``fmt`` is the model's
+    own tool format when its chat template has one (``hermes``: the template lists the tools and the model
+    answers in ``<tool_call>`` blocks), else ``generic`` (Tursi's system message and JSON object)."""
 
     names: tuple[str, ...]
     system_text: str
     grammar: str
     must_call: bool
     max_calls: int
+    fmt: str = "generic"
+    template_tools: tuple[dict[str, Any], ...] = ()
+
+    def opens_call(self, text: str) -> bool:
+        """Whether a reply that starts with ``text`` is a call (the grammar lets only a call open this way)."""
+        return text.startswith("<" if self.fmt == "hermes" else "{")
 
     def as_call(self, text: str) -> list[dict[str, Any]] | None:
         """The reply as OpenAI ``tool_calls``, or None when it is text (``auto``)."""
-        if not text.lstrip().startswith("{"):
+        if not self.opens_call(text.lstrip()):
             return None
         try:
-            calls = json.loads(text)["tool_calls"]
+            if self.fmt == "hermes":
+                calls = [json.loads(block) for block in HERMES_BLOCK.findall(text)]
+                if not calls:
+                    return None
+            else:
+                calls = json.loads(text)["tool_calls"]
         except (ValueError, KeyError, TypeError):
             return None  # cut by max_tokens: not a call (finish_reason says "length")
         return [
@@ -91,8 +107,9 @@ class Tools:
         ]
 
 
-def parse_tools(body: dict[str, Any]) -> Tools | None:
-    """None when the request declares no tools or ``tool_choice`` is ``none``."""
+def parse_tools(body: dict[str, Any], fmt: str | None = None) -> Tools | None:
+    """None when the request declares no tools or ``tool_choice`` is ``none``. ``fmt``: the model's own tool
+    format (``ChatTemplate.tool_format``), None for Tursi's generic one."""
     tools = body.get("tools")
     choice = body.get("tool_choice")
     if tools in (None, []):
@@ -120,6 +137,8 @@ def parse_tools(body: dict[str, Any]) -> Tools | None:
     else:
         raise _bad("tool_choice", "must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name'}}")
     max_calls = MAX_PARALLEL_CALLS if parallel else 1
+    if fmt == "hermes":
+        return _hermes(functions, wanted, must, max_calls)
     call = {
         "type": "object",
         "properties": {
@@ -137,6 +156,17 @@ def parse_tools(body: dict[str, Any]) -> Tools | None:
     if not must:
         grammar = grammar.replace("root ::=", "call ::=", 1) + f"\n{TEXT_RULE}\nroot ::= call | text\n"
     return Tools(tuple(names), _system_text(functions, wanted, must), grammar, must, max_calls)
+
+
+def _hermes(functions: list[dict[str, Any]], wanted: list[dict[str, Any]], must: bool, max_calls: int) -> Tools:
+    """The template lists the tools; the reply is ``<tool_call>\n{"name", "arguments"}\n</tool_call>`` blocks."""
+    one = _grammar({"anyOf": [_call_schema(f) for f in wanted]}, "tools").replace("root ::=", "call ::=", 1)
+    block = 'block ::= "<tool_call>\\n" call "\\n</tool_call>"'
+    more = f'("\\n" block){{0,{max_calls - 1}}}' if max_calls > 1 else ""
+    grammar = f"{one}\n{block}\ncalls ::= block {more}\n"
+    grammar += "root ::= calls\n" if must else f"{HERMES_TEXT_RULE}\nroot ::= calls | text\n"
+    listed = tuple({"type": "function", "function": f} for f in functions)
+    return Tools(tuple(f["name"] for f in functions), "", grammar, must, max_calls, "hermes", listed)
 
 
 def _function(tool: Any, field: str) -> dict[str, Any]:
@@ -197,6 +227,8 @@ def check_tool_messages(messages: list[dict[str, Any]]) -> None:
 def prompt_messages(messages: list[dict[str, Any]], tools: Tools | None) -> list[dict[str, Any]]:
     """What the chat template renders: earlier calls written as the JSON the model would have produced, tool
     results as ``tool`` turns, and the functions described in the system message."""
+    if tools is not None and tools.fmt == "hermes":
+        return [_template_message(m) for m in messages]  # the template renders tools, calls and results
     out = []
     for msg in messages:
         calls = msg.get("tool_calls")
@@ -211,4 +243,15 @@ def prompt_messages(messages: list[dict[str, Any]], tools: Tools | None) -> list
             out[0] = {**out[0], "content": out[0]["content"] + "\n\n" + tools.system_text}
         else:
             out.insert(0, {"role": "system", "content": tools.system_text})
+    return out
+
+
+def _template_message(msg: dict[str, Any]) -> dict[str, Any]:
+    """A message as chat templates with tool support read it: calls in OpenAI's shape, arguments as objects."""
+    out = {k: v for k, v in msg.items() if k not in ("tool_calls", "tool_call_id")}
+    if msg.get("tool_calls"):
+        out["tool_calls"] = [
+            {"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for c in msg["tool_calls"]
+        ]
     return out
