@@ -68,9 +68,16 @@ class ChatTemplate:
 
     @property
     def tool_format(self) -> str | None:
-        """``"hermes"`` when the template renders ``tools`` itself and its calls as ``<tool_call>`` blocks (the
-        Hermes / Qwen convention); None when it knows no tools (Tursi then describes them in the system message)."""
-        return "hermes" if "<tool_call>" in self.source and "tools" in self.source else None
+        """The template's own tool convention, when it renders ``tools`` itself: ``"hermes"`` (calls as
+        ``<tool_call>`` blocks: Qwen, Hermes), ``"llama3"`` (one ``{"name", "parameters"}`` object, results as
+        ``ipython`` turns: Llama 3.1-3.3); None when it knows no tools (Tursi then describes them itself)."""
+        if "tools" not in self.source:
+            return None
+        if "<tool_call>" in self.source:
+            return "hermes"
+        if "ipython" in self.source or "<|python_tag|>" in self.source:
+            return "llama3"
+        return None
 
     def render(
         self,

@@ -183,3 +183,30 @@ def test_strings_in_the_grammar_exclude_raw_control_characters() -> None:
     g = grammar_for({"type": "object", "properties": {"a": {"type": "string"}}})
     char = next(line for line in g.splitlines() if line.startswith("char ::="))
     assert "\\x00-\\x1F" in char
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.mark.parametrize(("template", "fmt"), [("hermes_tools.jinja", "hermes"), ("llama3_tools.jinja", "llama3")])
+def test_a_template_with_its_own_tool_format_is_recognised_and_parsed(template: str, fmt: str) -> None:
+    from runtimes.chat_template import CHATML, ChatTemplate
+
+    assert ChatTemplate.load(CHATML, "", "").tool_format is None
+    tmpl = ChatTemplate.load((DATA / template).read_text(encoding="utf-8"), "", "<|im_end|>")
+    assert tmpl.tool_format == fmt
+    tools = parse_generation({"tools": [WEATHER], "tool_choice": "required"}, tool_format=fmt).tools
+    assert tools is not None
+    assert tools.fmt == fmt
+    assert tools.system_text == ""  # the template lists the tools
+    args = {"city": "Oslo"}
+    reply = {
+        "hermes": f'<tool_call>\n{{"name": "get_weather", "arguments": {json.dumps(args)}}}\n</tool_call>',
+        "llama3": f'{{"name": "get_weather", "parameters": {json.dumps(args)}}}',
+    }[fmt]
+    calls = tools.as_call(reply)
+    assert calls is not None
+    assert calls[0]["function"]["name"] == "get_weather"
+    assert json.loads(calls[0]["function"]["arguments"]) == args
+    rendered = tmpl.render([{"role": "user", "content": "hi"}], tools=list(tools.template_tools))
+    assert "get_weather" in rendered

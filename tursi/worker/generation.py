@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -87,7 +88,8 @@ async def _run(
 
     def emitter(index: int) -> Any:
         def emit(item: Chunk | BaseException) -> None:  # from the engine thread
-            loop.call_soon_threadsafe(queue.put_nowait, (index, item))
+            with contextlib.suppress(RuntimeError):  # the loop has closed (shutdown): nobody is waiting any more
+                loop.call_soon_threadsafe(queue.put_nowait, (index, item))
 
         return emit
 

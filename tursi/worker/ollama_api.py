@@ -10,6 +10,7 @@ do (no messages, no prompt) answers at once with ``done_reason: "load"``: the wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -180,7 +181,8 @@ async def _run(
         return transport is None or transport.is_closing()
 
     def emit(item: Chunk | BaseException) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, item)
+        with contextlib.suppress(RuntimeError):  # the loop has closed (shutdown): nobody is waiting any more
+            loop.call_soon_threadsafe(queue.put_nowait, item)
 
     job = runtime.submit(prompt, gen.sampling, emit, gone=gone, cache_prompt=gen.cache_prompt)
     stream = EventStream(request, "ndjson", what="generation")

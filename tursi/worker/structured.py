@@ -93,6 +93,9 @@ class Tools:
                 calls = [json.loads(block) for block in HERMES_BLOCK.findall(text)]
                 if not calls:
                     return None
+            elif self.fmt == "llama3":
+                one = json.loads(text)
+                calls = [{"name": one["name"], "arguments": one["parameters"]}]
             else:
                 calls = json.loads(text)["tool_calls"]
         except (ValueError, KeyError, TypeError):
@@ -125,20 +128,14 @@ def parse_tools(body: dict[str, Any], fmt: str | None = None) -> Tools | None:
     parallel = body.get("parallel_tool_calls", False)  # llama-server's default: small models repeat a call
     if not isinstance(parallel, bool):
         raise _bad("parallel_tool_calls", "must be true or false")
-    if choice in (None, "auto", "required", "none"):
-        if choice == "none":
-            return None
-        wanted, must = functions, choice == "required"
-    elif isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("function"), dict):
-        name = choice["function"].get("name")
-        if name not in names:
-            raise _bad("tool_choice.function.name", "is not one of the declared tools")
-        wanted, must = [f for f in functions if f["name"] == name], True
-    else:
-        raise _bad("tool_choice", "must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name'}}")
+    if choice == "none":
+        return None
+    wanted, must = _choice(choice, functions)
     max_calls = MAX_PARALLEL_CALLS if parallel else 1
     if fmt == "hermes":
         return _hermes(functions, wanted, must, max_calls)
+    if fmt == "llama3":
+        return _llama3(functions, wanted, must)
     call = {
         "type": "object",
         "properties": {
@@ -167,6 +164,37 @@ def _hermes(functions: list[dict[str, Any]], wanted: list[dict[str, Any]], must:
     grammar += "root ::= calls\n" if must else f"{HERMES_TEXT_RULE}\nroot ::= calls | text\n"
     listed = tuple({"type": "function", "function": f} for f in functions)
     return Tools(tuple(f["name"] for f in functions), "", grammar, must, max_calls, "hermes", listed)
+
+
+def _choice(choice: Any, functions: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """(the functions the reply may call, whether it must call one) for ``tool_choice``."""
+    if choice in (None, "auto", "required"):
+        return functions, choice == "required"
+    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("function"), dict):
+        name = choice["function"].get("name")
+        if name not in [f["name"] for f in functions]:
+            raise _bad("tool_choice.function.name", "is not one of the declared tools")
+        return [f for f in functions if f["name"] == name], True
+    raise _bad("tool_choice", "must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name'}}")
+
+
+def _llama3(functions: list[dict[str, Any]], wanted: list[dict[str, Any]], must: bool) -> Tools:
+    """The template lists the tools; the reply is one ``{"name", "parameters"}`` object (Llama 3.1's templates
+    take one call at a time)."""
+    schemas = [
+        {
+            "type": "object",
+            "properties": {"name": {"const": f["name"]}, "parameters": f["parameters"]},
+            "required": ["name", "parameters"],
+            "additionalProperties": False,
+        }
+        for f in wanted
+    ]
+    grammar = _grammar({"anyOf": schemas}, "tools")
+    if not must:
+        grammar = grammar.replace("root ::=", "call ::=", 1) + f"\n{TEXT_RULE}\nroot ::= call | text\n"
+    listed = tuple({"type": "function", "function": f} for f in functions)
+    return Tools(tuple(f["name"] for f in functions), "", grammar, must, 1, "llama3", listed)
 
 
 def _function(tool: Any, field: str) -> dict[str, Any]:
@@ -227,7 +255,7 @@ def check_tool_messages(messages: list[dict[str, Any]]) -> None:
 def prompt_messages(messages: list[dict[str, Any]], tools: Tools | None) -> list[dict[str, Any]]:
     """What the chat template renders: earlier calls written as the JSON the model would have produced, tool
     results as ``tool`` turns, and the functions described in the system message."""
-    if tools is not None and tools.fmt == "hermes":
+    if tools is not None and tools.fmt != "generic":
         return [_template_message(m) for m in messages]  # the template renders tools, calls and results
     out = []
     for msg in messages:
