@@ -20,21 +20,9 @@ import pytest
 from tests.conftest import DaemonProc, make_env, stop_everything_in
 from tests.integration.smollm2_worker import openai_client
 from tests.integration.test_lifecycle import free_port, post
+from tests.integration.test_structured_output import WEATHER
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "maxLength": 32}, "unit": {"enum": ["celsius", "fahrenheit"]}},
-            "required": ["city", "unit"],
-            "additionalProperties": False,
-        },
-    },
-}
 ASK = [{"role": "user", "content": "What is the weather in Paris right now?"}]
 
 

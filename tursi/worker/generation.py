@@ -123,11 +123,12 @@ async def _run(
             runtime.cancel(job)  # nothing to do when it finished
 
 
-def _raise_if_error(item: Chunk | BaseException) -> None:
+def _raise_if_error(item: Chunk | BaseException, format_param: str = "response_format") -> None:
+    """An engine item that is an error, as the route's problem: shutting down is 503, a bad grammar a 400."""
     if isinstance(item, EngineClosed):
         raise NotReady(str(item))
     if isinstance(item, GrammarRejected):
-        raise InvalidRequest(f"the output format: {item}", param="response_format")
+        raise InvalidRequest(f"the output format: {item}", param=format_param)
     if isinstance(item, BaseException):
         raise item
 

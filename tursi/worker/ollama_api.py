@@ -17,15 +17,14 @@ from typing import Any
 
 from aiohttp import web
 
-from runtimes.llama_engine import EngineClosed
-from runtimes.llama_sampling import Chunk, GrammarRejected
+from runtimes.llama_sampling import Chunk
 from runtimes.protocol import TextGenerator
 from tursi import __version__
-from tursi.core.errors import InvalidRequest, NotReady
+from tursi.core.errors import InvalidRequest
 from tursi.http.guards import read_json
 from tursi.http.streaming import EventStream
 from tursi.worker.embeddings import _embed, check_cost, parse_embedding_request
-from tursi.worker.generation import _prompt
+from tursi.worker.generation import _prompt, _raise_if_error
 from tursi.worker.ollama_params import check_ollama_model, parse_ollama, parse_ollama_messages
 from tursi.worker.state import STATE, WorkerState, observed, require_task
 from tursi.worker.structured import prompt_messages
@@ -193,12 +192,7 @@ async def _run(
         async with stream:
             while True:
                 item = await queue.get()
-                if isinstance(item, EngineClosed):
-                    raise NotReady(str(item))
-                if isinstance(item, GrammarRejected):
-                    raise InvalidRequest(f"the output format: {item}", param="format")
-                if isinstance(item, BaseException):
-                    raise item
+                _raise_if_error(item, "format")
                 first = first if first is not None else time.perf_counter()
                 text.append(item.text)
                 if item.text:
