@@ -140,17 +140,9 @@ def run(daemon: BenchDaemon, model_dir: Path, threads: int, runs: int) -> dict[s
 
 def all_int8(fp32: Path, out: Path, manifest: dict[str, Any]) -> Path:
     """The same quantization with no MatMul kept fp32: the speed ceiling of dynamic int8 on this CPU."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from converters.onnx_schemes import quantize_dynamic_int8
 
-    params = manifest.get("plan", {}).get("params", {})
-    quantize_dynamic(
-        str(fp32),
-        str(out),
-        per_channel=bool(params.get("per_channel", True)),
-        reduce_range=bool(params.get("reduce_range", False)),
-        weight_type=QuantType.QInt8,
-        extra_options={"MatMulConstBOnly": True},
-    )
+    quantize_dynamic_int8(fp32, out, manifest.get("plan", {}).get("params", {}), exclude=[])
     return out
 
 

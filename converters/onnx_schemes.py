@@ -30,7 +30,7 @@ MAX_EMULATED_BYTES = 900 << 20  # the sensitivity emulator holds the fp32 weight
 def int8_dynamic(src: Path, dst: Path, params: dict[str, Any], source: Path, note: Note) -> SchemeResult:
     """Every MatMul int8, then (embeddings) the most sensitive ones back to fp32, as measured on calibration texts."""
     rr = bool(params.get("reduce_range", False))
-    _quantize_dynamic(src, dst, params, exclude=[])
+    quantize_dynamic_int8(src, dst, params, exclude=[])
     weights = "per-channel QInt8 weights" + (", 7-bit" if rr else "")
     if not params.get("fp32_by_sensitivity") or params.get("task") != "embeddings":
         return f"int8 dynamic ({weights})", {}
@@ -41,7 +41,7 @@ def int8_dynamic(src: Path, dst: Path, params: dict[str, Any], source: Path, not
     section = _sensitivity(src, dst, note)
     kept = section["nodes_to_exclude"]
     if kept:
-        _quantize_dynamic(src, dst, params, exclude=kept)
+        quantize_dynamic_int8(src, dst, params, exclude=kept)
     how = (
         f"int8 dynamic ({weights}), {len(kept)} MatMuls kept fp32 by measured sensitivity "
         f"({100 * section['fp32_macs_share']:.0f}% of multiply-adds)"
@@ -67,7 +67,8 @@ def _sensitivity(src: Path, dst: Path, note: Note) -> dict[str, Any]:
     return section
 
 
-def _quantize_dynamic(src: Path, dst: Path, params: dict[str, Any], exclude: list[str]) -> None:
+def quantize_dynamic_int8(src: Path, dst: Path, params: dict[str, Any], exclude: list[str]) -> None:
+    """onnxruntime's dynamic int8 with the plan's weight settings, every MatMul but ``exclude`` (bench/quality too)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
