@@ -70,13 +70,16 @@ class ChatTemplate:
     def tool_format(self) -> str | None:
         """The template's own tool convention, when it renders ``tools`` itself: ``"hermes"`` (calls as
         ``<tool_call>`` blocks: Qwen, Hermes), ``"llama3"`` (one ``{"name", "parameters"}`` object, results as
-        ``ipython`` turns: Llama 3.1-3.3); None when it knows no tools (Tursi then describes them itself)."""
+        ``ipython`` turns: Llama 3.1-3.3), ``"mistral"`` (``[TOOL_CALLS]`` and a JSON list: Mistral); None when
+        it knows no tools (Tursi then describes them itself)."""
         if "tools" not in self.source:
             return None
         if "<tool_call>" in self.source:
             return "hermes"
         if "ipython" in self.source or "<|python_tag|>" in self.source:
             return "llama3"
+        if "[TOOL_CALLS]" in self.source:
+            return "mistral"
         return None
 
     def render(

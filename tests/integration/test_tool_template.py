@@ -1,6 +1,6 @@
 """A model whose chat template has its own tool format is served in that format, behind the same OpenAI tool-call
-shape: Hermes (the template lists the tools, calls are <tool_call> blocks) and Llama 3.1 (one {"name", "parameters"}
-object, results as ipython turns).
+shape: Hermes (the template lists the tools, calls are <tool_call> blocks), Llama 3.1 (one {"name", "parameters"}
+object, results as ipython turns) and Mistral ([TOOL_CALLS] and a JSON list, results tied to 9-character call ids).
 
 No package ships a small GGUF trained for tools, so the model is the bundled SmolLM2 with such a template (written
 here, tests/data/*_tools.jinja) put into its metadata by gguf-new-metadata: the prompt, the grammar and the parsing
@@ -26,7 +26,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 ASK = [{"role": "user", "content": "What is the weather in Paris right now?"}]
 
 
-@pytest.fixture(scope="module", params=["hermes", "llama3"])
+@pytest.fixture(scope="module", params=["hermes", "llama3", "mistral"])
 def hermes(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path
 ) -> Iterator[str]:
@@ -65,9 +65,12 @@ def test_a_required_call_comes_back_in_openai_shape_and_the_result_is_rendered(h
     second = c.chat.completions.create(
         model="hermes", messages=messages, tools=[WEATHER], tool_choice="none", temperature=0, max_tokens=40
     )
-    assert second.choices[0].message.content
-    # the template, not Tursi, described the tools: a request with tools costs the template's listing
+    # the call and its result are in the prompt (what SmolLM2 says after them is up to it: under the Mistral
+    # template it may end its turn at once)
     without = c.chat.completions.create(model="hermes", messages=ASK, max_tokens=1, temperature=0)
+    assert second.usage.prompt_tokens > without.usage.prompt_tokens + 10
+    assert second.choices[0].finish_reason in ("stop", "length")
+    # the template, not Tursi, described the tools: a request with tools costs the template's listing
     assert first.usage.prompt_tokens > without.usage.prompt_tokens + 30
     said = second.choices[0].message.content
     print(f"\ntemplate-format call: {call.function.name}({call.function.arguments}); then {said!r}")
@@ -78,7 +81,28 @@ def test_auto_allows_plain_text(hermes: str) -> None:
         model="hermes", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER], temperature=0, max_tokens=20
     )
     choice = r.choices[0]
-    assert choice.finish_reason == "tool_calls" or not (choice.message.content or "").startswith(("<", "{"))
+    assert choice.finish_reason == "tool_calls" or not (choice.message.content or "").startswith(("<", "{", "["))
+
+
+def test_call_ids_from_another_server_still_render(hermes: str) -> None:
+    """Mistral's templates refuse any call id but 9 letters and digits; a conversation begun elsewhere has others."""
+    foreign = "call_9f8e7d6c5b4a39281706"
+    messages = [
+        *ASK,
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": foreign,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris", "unit": "celsius"})},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": foreign, "content": '{"temperature": 21}'},
+    ]
+    status, reply = post(hermes + "/chat/completions", {"messages": messages, "tools": [WEATHER], "max_tokens": 8})
+    assert status == 200, reply
 
 
 @pytest.mark.parametrize(

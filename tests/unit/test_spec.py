@@ -29,6 +29,7 @@ TEXT_EXAMPLES = {
     "revision": "refs/pr/1",
     "rate_limit": "100/minute;burst=20",
     "restart": "on-failure:3",
+    "keep_alive": "5400s",
     "api_key": "auto",
     "calibration": CALIBRATION,
 }
@@ -55,6 +56,10 @@ MESSAGES = [
     ({"restart": "sometimes"}, "restart", "--restart 'sometimes' must be no, on-failure[:N], always or unless"),
     ({"health_interval": 0}, "health_interval", "--health-interval must be a number >= 0.1"),
     ({"health_start_period": -1}, "health_start_period", "--health-start-period must be a number >= 0.0"),
+    ({"keep_alive": 5}, "keep_alive", "--keep-alive must be a duration like 30s, 5m, 1h, 0 or forever"),
+    ({"keep_alive": "soon"}, "keep_alive", "--keep-alive: 'soon' is not a duration"),
+    ({"keep_alive": "400d"}, "keep_alive", "--keep-alive: '400d' is not a duration"),
+    ({"pin": "yes"}, "pin", "'pin' must be true or false"),
     ({"restart_on_unhealthy": 1}, "restart_on_unhealthy", "'restart_on_unhealthy' must be true or false"),
     ({"api_key": 5}, "api_key", "--api-key must be a string or 'auto'"),
     ({"api_key": "short"}, "api_key", "--api-key needs at least 16 characters and no spaces, or 'auto'"),

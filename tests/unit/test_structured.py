@@ -188,7 +188,10 @@ def test_strings_in_the_grammar_exclude_raw_control_characters() -> None:
 DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "data"
 
 
-@pytest.mark.parametrize(("template", "fmt"), [("hermes_tools.jinja", "hermes"), ("llama3_tools.jinja", "llama3")])
+@pytest.mark.parametrize(
+    ("template", "fmt"),
+    [("hermes_tools.jinja", "hermes"), ("llama3_tools.jinja", "llama3"), ("mistral_tools.jinja", "mistral")],
+)
 def test_a_template_with_its_own_tool_format_is_recognised_and_parsed(template: str, fmt: str) -> None:
     from runtimes.chat_template import CHATML, ChatTemplate
 
@@ -203,6 +206,7 @@ def test_a_template_with_its_own_tool_format_is_recognised_and_parsed(template: 
     reply = {
         "hermes": f'<tool_call>\n{{"name": "get_weather", "arguments": {json.dumps(args)}}}\n</tool_call>',
         "llama3": f'{{"name": "get_weather", "parameters": {json.dumps(args)}}}',
+        "mistral": f'[TOOL_CALLS] [{{"name": "get_weather", "arguments": {json.dumps(args)}}}]',
     }[fmt]
     calls = tools.as_call(reply)
     assert calls is not None
@@ -210,3 +214,34 @@ def test_a_template_with_its_own_tool_format_is_recognised_and_parsed(template: 
     assert json.loads(calls[0]["function"]["arguments"]) == args
     rendered = tmpl.render([{"role": "user", "content": "hi"}], tools=list(tools.template_tools))
     assert "get_weather" in rendered
+
+
+def test_mistral_calls_have_9_character_ids_and_the_control_token_may_be_unseen() -> None:
+    """[TOOL_CALLS] is a control token in Mistral's vocabularies: the grammar matches its text, the reply does not
+    show it; either way the list is the call. Ids are what Mistral's templates accept, and any id a client brings is
+    shown to the template as the same 9 characters in the call and in its result."""
+    from tursi.worker.structured import prompt_messages
+
+    tools = parse_generation({"tools": [WEATHER]}, tool_format="mistral").tools
+    assert tools is not None
+    assert '"[TOOL_CALLS]" " "? "["' in tools.grammar
+    assert "root ::= calls | text" in tools.grammar
+    for reply in (
+        '[{"name": "get_weather", "arguments": {"city": "Oslo"}}]',
+        ' [{"name": "get_weather", "arguments": {}}]',
+    ):
+        calls = tools.as_call(reply)
+        assert calls is not None
+        assert len(calls[0]["id"]) == 9
+        assert calls[0]["id"].isalnum()
+    assert tools.as_call("It is sunny.") is None
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "tool_calls": [{"id": "call_abc", "name": "get_weather", "arguments": {"city": "Oslo"}}]},
+        {"role": "tool", "tool_call_id": "call_abc", "content": "21"},
+    ]
+    shown = prompt_messages(history, None, "mistral")  # tool_choice none: the template still renders the history
+    call_id = shown[1]["tool_calls"][0]["id"]
+    assert len(call_id) == 9
+    assert call_id.isalnum()
+    assert shown[2]["tool_call_id"] == call_id

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from tursi.core.access import check_key, parse_rate_limit
+from tursi.core.durations import normalize_keep_alive
 from tursi.core.errors import InvalidSpec
 from tursi.core.health import HealthCheck
 from tursi.core.names import NAME_RULE
@@ -161,6 +162,13 @@ def option(default: Any = None, *, secret: bool = False, **meta: Any) -> Any:
 
 def _policy(spec: str) -> str:
     return str(RestartPolicy.parse(spec))
+
+
+def _keep_alive(spec: str) -> str:
+    try:
+        return normalize_keep_alive(spec)
+    except ValueError as e:
+        raise InvalidSpec(f"--keep-alive: {e} (like 30s, 5m, 1h, 0 or forever)", param="keep_alive") from None
 
 
 def _rate(spec: str) -> str:
@@ -339,6 +347,22 @@ class DeploymentSpec:
         group="serving",
         kind="bool",
         help="Restart the worker when it turns unhealthy (Docker never does; opt in here).",
+    )
+    keep_alive: str = option(
+        "300s",
+        default_text="5m",
+        group="serving",
+        metavar="DURATION",
+        normalize=_keep_alive,
+        message="--keep-alive must be a duration like 30s, 5m, 1h, 0 or forever",
+        help="Unload the model after this long without requests (its worker stops, `ps` shows idle); the next "
+        "request to its port or through the gateway loads it again. 0: after each reply; -1 or forever: never.",
+    )
+    pin: bool = option(
+        False,
+        group="serving",
+        kind="bool",
+        help="Never unload this deployment to make room for another (the memory budget evicts only unpinned ones).",
     )
     api_key: str | None = option(
         group="serving",

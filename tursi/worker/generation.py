@@ -44,9 +44,10 @@ async def _serve(request: web.Request, chat: bool) -> web.StreamResponse:
         runtime = require_task(st, "chat")
         body = await read_json(request)
         check_model(st, body)
-        gen = parse_generation(body, chat, getattr(runtime, "tool_format", None))
+        fmt = getattr(runtime, "tool_format", None)
+        gen = parse_generation(body, chat, fmt)
         source: list[dict[str, Any]] | str = (
-            prompt_messages(parse_messages(body), gen.tools) if chat else parse_prompt(body)
+            prompt_messages(parse_messages(body), gen.tools, fmt) if chat else parse_prompt(body)
         )
         # the gate first: --max-queue bounds rendering and tokenizing too, which run in the model thread
         async with st.gate.slot():
@@ -204,8 +205,9 @@ class _Writer:
         self.finish_reason = chunk.finish_reason or self.finish_reason
         if chunk.text:
             self.completion_tokens += 1
-        if self.calling is None and "".join(self.text):
-            self.calling = self.gen.tools is not None and self.gen.tools.opens_call("".join(self.text))
+        opening = "".join(self.text).lstrip()  # Mistral's call may open with a space after its control token
+        if self.calling is None and opening:
+            self.calling = self.gen.tools is not None and self.gen.tools.opens_call(opening)
         if not self.gen.stream or self.calling is not False:  # a call is sent whole, once it is complete
             return not _closing(self.request)
         if not self.started and not await self._start_stream():

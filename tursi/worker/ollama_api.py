@@ -118,7 +118,8 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
         body = await read_json(request)
         check_ollama_model(st, body, required=True)
         runtime = require_task(st, "chat")
-        req = parse_ollama(body, chat, getattr(runtime, "tool_format", None))
+        fmt = getattr(runtime, "tool_format", None)
+        req = parse_ollama(body, chat, fmt)
         n_ctx = int(runtime.info().get("n_ctx", 0)) if hasattr(runtime, "info") else 0
         if req.num_ctx is not None and n_ctx and req.num_ctx > n_ctx:
             raise InvalidRequest(
@@ -129,7 +130,7 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
         source: list[dict[str, Any]] | str | None = req.prompt
         if chat:
             messages = parse_ollama_messages(body)
-            source = prompt_messages(messages, req.gen.tools) if messages else None
+            source = prompt_messages(messages, req.gen.tools, fmt) if messages else None
         if source is None:  # Ollama's preload: the model is loaded (this worker loaded it at start)
             obs.status = 200
             return web.json_response(_final(st, chat, "load", 0, 0, 0.0, 0.0))

@@ -14,6 +14,7 @@ until the room is gone. Earlier calls in the conversation are shown to the model
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -29,6 +30,8 @@ NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789
 # Free text in `auto` mode: anything that does not open with "{" (that opens a call)
 TEXT_RULE = "text ::= [^{ \\t\\n] [^\\x00]*"
 HERMES_TEXT_RULE = "text ::= [^< \\t\\n] [^\\x00]*"  # text, in the Hermes format, cannot open with "<"
+MISTRAL_TEXT_RULE = "text ::= [^[ \\t\\n] [^\\x00]*"  # and in Mistral's, with "["
+MISTRAL_OPEN = "[TOOL_CALLS]"  # a control token in Mistral's vocabularies: the grammar sees its text, the reply not
 HERMES_BLOCK = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 
 
@@ -70,7 +73,9 @@ def response_grammar(body: dict[str, Any]) -> str | None:
 class Tools:
     """What a request's ``tools`` and ``tool_choice`` mean for the prompt and the grammar. ``fmt`` is the model's
     own tool format when its chat template has one (``hermes``: the template lists the tools and the model
-    answers in ``<tool_call>`` blocks), else ``generic`` (Tursi's system message and JSON object)."""
+    answers in ``<tool_call>`` blocks; ``llama3``: one ``{"name", "parameters"}`` object; ``mistral``:
+    ``[TOOL_CALLS]`` and a JSON list of calls with 9-character ids), else ``generic`` (Tursi's system message and
+    JSON object)."""
 
     names: tuple[str, ...]
     system_text: str
@@ -82,7 +87,7 @@ class Tools:
 
     def opens_call(self, text: str) -> bool:
         """Whether a reply that starts with ``text`` is a call (the grammar lets only a call open this way)."""
-        return text.startswith("<" if self.fmt == "hermes" else "{")
+        return text.startswith({"hermes": "<", "mistral": "["}.get(self.fmt, "{"))
 
     def as_call(self, text: str) -> list[dict[str, Any]] | None:
         """The reply as OpenAI ``tool_calls``, or None when it is text (``auto``)."""
@@ -96,13 +101,15 @@ class Tools:
             elif self.fmt == "llama3":
                 one = json.loads(text)
                 calls = [{"name": one["name"], "arguments": one["parameters"]}]
+            elif self.fmt == "mistral":
+                calls = json.loads(text.lstrip().removeprefix(MISTRAL_OPEN))
             else:
                 calls = json.loads(text)["tool_calls"]
         except (ValueError, KeyError, TypeError):
             return None  # cut by max_tokens: not a call (finish_reason says "length")
         return [
             {
-                "id": "call_" + uuid.uuid4().hex[:24],
+                "id": uuid.uuid4().hex[:9] if self.fmt == "mistral" else "call_" + uuid.uuid4().hex[:24],
                 "type": "function",
                 "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)},
             }
@@ -136,6 +143,8 @@ def parse_tools(body: dict[str, Any], fmt: str | None = None) -> Tools | None:
         return _hermes(functions, wanted, must, max_calls)
     if fmt == "llama3":
         return _llama3(functions, wanted, must)
+    if fmt == "mistral":
+        return _mistral(functions, wanted, must, max_calls)
     call = {
         "type": "object",
         "properties": {
@@ -164,6 +173,16 @@ def _hermes(functions: list[dict[str, Any]], wanted: list[dict[str, Any]], must:
     grammar += "root ::= calls\n" if must else f"{HERMES_TEXT_RULE}\nroot ::= calls | text\n"
     listed = tuple({"type": "function", "function": f} for f in functions)
     return Tools(tuple(f["name"] for f in functions), "", grammar, must, max_calls, "hermes", listed)
+
+
+def _mistral(functions: list[dict[str, Any]], wanted: list[dict[str, Any]], must: bool, max_calls: int) -> Tools:
+    """The template lists the tools; the reply is ``[TOOL_CALLS]`` then a JSON list of ``{"name", "arguments"}``."""
+    one = _grammar({"anyOf": [_call_schema(f) for f in wanted]}, "tools").replace("root ::=", "call ::=", 1)
+    more = f'("," " "? call){{0,{max_calls - 1}}}' if max_calls > 1 else ""
+    grammar = f'{one}\ncalls ::= "{MISTRAL_OPEN}" " "? "[" call {more} "]"\n'
+    grammar += "root ::= calls\n" if must else f"{MISTRAL_TEXT_RULE}\nroot ::= calls | text\n"
+    listed = tuple({"type": "function", "function": f} for f in functions)
+    return Tools(tuple(f["name"] for f in functions), "", grammar, must, max_calls, "mistral", listed)
 
 
 def _choice(choice: Any, functions: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
@@ -252,11 +271,15 @@ def check_tool_messages(messages: list[dict[str, Any]]) -> None:
                 raise _bad(f"messages[{i}].tool_call_id", "matches no tool call of an earlier assistant message")
 
 
-def prompt_messages(messages: list[dict[str, Any]], tools: Tools | None) -> list[dict[str, Any]]:
-    """What the chat template renders: earlier calls written as the JSON the model would have produced, tool
-    results as ``tool`` turns, and the functions described in the system message."""
-    if tools is not None and tools.fmt != "generic":
-        return [_template_message(m) for m in messages]  # the template renders tools, calls and results
+def prompt_messages(
+    messages: list[dict[str, Any]], tools: Tools | None, fmt: str | None = None
+) -> list[dict[str, Any]]:
+    """What the chat template renders. ``fmt``: the template's own tool format; then the template renders tools,
+    earlier calls and results (with tools or without: ``tool_choice: none`` still shows the history). Else earlier
+    calls are written as the JSON the model would have produced, results as ``tool`` turns, and the functions are
+    described in the system message."""
+    if fmt is not None or (tools is not None and tools.fmt != "generic"):
+        return [_template_message(m) for m in messages]
     out = []
     for msg in messages:
         calls = msg.get("tool_calls")
@@ -275,11 +298,25 @@ def prompt_messages(messages: list[dict[str, Any]], tools: Tools | None) -> list
 
 
 def _template_message(msg: dict[str, Any]) -> dict[str, Any]:
-    """A message as chat templates with tool support read it: calls in OpenAI's shape, arguments as objects."""
+    """A message as chat templates with tool support read it: calls in OpenAI's shape, arguments as objects, ids
+    as 9 letters and digits (Mistral's templates refuse any other; a client may bring ids from another server)."""
     out = {k: v for k, v in msg.items() if k not in ("tool_calls", "tool_call_id")}
     if msg.get("tool_calls"):
         out["tool_calls"] = [
-            {"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            {
+                "id": _template_id(c["id"]),
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
             for c in msg["tool_calls"]
         ]
+    if msg.get("tool_call_id") is not None:
+        out["tool_call_id"] = _template_id(msg["tool_call_id"])
     return out
+
+
+def _template_id(call_id: str) -> str:
+    """The same 9 letters and digits for the same call id, wherever it appears in a conversation."""
+    if len(call_id) == 9 and call_id.isascii() and call_id.isalnum():
+        return call_id
+    return hashlib.sha256(call_id.encode()).hexdigest()[:9]
