@@ -63,6 +63,7 @@ def make_env(home: Path) -> Env:
             "TURSI_NO_AUTOSTART": "1",
             "TURSI_SAMPLE_INTERVAL": "0.5",
             "TURSI_STOP_GRACE": "5",
+            "TURSI_GATEWAY": "off",  # tests that use the gateway give it a free port
             "HF_HUB_OFFLINE": "1",
         }
     )

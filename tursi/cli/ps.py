@@ -29,6 +29,8 @@ def _status_word(dep: Deployment, now: float) -> str:
         return "Starting"
     if status == "restarting":
         return "Restarting"
+    if status == "idle":
+        return "Idle (unloaded)"
     if status in ("exited", "failed"):
         code = dep.get("exit_code")
         ago = render.human_duration(now - (dep.get("finished_at") or now))
@@ -47,8 +49,17 @@ def row(dep: Deployment, now: float) -> list[Any]:
         dep["endpoint"] + (" (open: no api key)" if dep.get("warnings") else ""),
         status_text(dep, now),
         render.human_duration(now - started) if started else "-",
-        render.human_size(dep.get("mem_bytes")),
+        _mem(dep),
     ]
+
+
+def _mem(dep: Deployment) -> str:
+    """Resident memory, and its share of tursid's memory budget (what an idle one would need to load)."""
+    held, budget = dep.get("mem_bytes"), dep.get("mem_budget_bytes")
+    if held and budget:
+        return f"{render.human_size(held)} ({100 * held / budget:.0f}%)"
+    need = dep.get("mem_need_bytes")
+    return f"({render.human_size(need)})" if dep["status"] == "idle" and need else render.human_size(held)
 
 
 @click.command("ps")

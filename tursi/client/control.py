@@ -291,6 +291,14 @@ class ControlClient:
         """Stop and remove one deployment; the names removed."""
         return cast(list[str], self.request("DELETE", f"/v1/deployments/{self.quote(name)}")["removed"])
 
+    def stop(self, name: str) -> Deployment:
+        """Unload one deployment (its worker stops; it stays, idle, and loads again on a request)."""
+        return cast(Deployment, self.request("POST", f"/v1/deployments/{self.quote(name)}/stop"))
+
+    def start(self, name: str) -> Deployment:
+        """Load one idle, exited or failed deployment; returns once it is ready (``load_seconds`` added)."""
+        return cast(Deployment, self.request("POST", f"/v1/deployments/{self.quote(name)}/start"))
+
     def down_all(self) -> list[str]:
         """Stop and remove every deployment; the names removed."""
         return cast(list[str], self.request("DELETE", "/v1/deployments")["removed"])

@@ -40,6 +40,11 @@ class Deployment(TypedDict):
     endpoint: str
     warnings: list[str]
     mem_bytes: int | None
+    mem_need_bytes: NotRequired[int | None]  # what loading it takes (measured once it has run, else estimated)
+    mem_estimate_bytes: NotRequired[int | None]  # what tursid estimated from the artifact alone
+    mem_budget_bytes: NotRequired[int]  # tursid's memory budget
+    pinned: NotRequired[bool]
+    load_seconds: NotRequired[float]  # `start`: how long loading took (0 when it was loaded)
 
 
 class Event(TypedDict):

@@ -119,6 +119,20 @@ class WorkerFailed(TursiError):
     exit_code = 69  # EX_UNAVAILABLE
 
 
+class DeploymentNotRunning(TursiError):
+    code = "deployment_not_running"
+    title = "Deployment is not running"
+    http_status = 503
+    exit_code = 69
+
+
+class InsufficientMemory(TursiError):
+    code = "insufficient_memory"
+    title = "Not enough memory to load the model"
+    http_status = 503
+    exit_code = 75
+
+
 class DaemonUnavailable(TursiError):
     code = "daemon_unavailable"
     title = "tursid is not reachable"

@@ -203,6 +203,22 @@ class Settings:
         "seconds",
     )
     ready_timeout_s: float = _var("TURSI_READY_TIMEOUT", 120.0, "seconds `up` waits for `/ready`", "tursid", "seconds")
+    gateway: str = _var(
+        "TURSI_GATEWAY",
+        "127.0.0.1:8585",
+        "where tursid serves the gateway (one port for every deployment, routed by `model`): HOST:PORT, or `off`",
+        "tursid",
+        "text",
+    )
+    memory_budget: str = _var(
+        "TURSI_MEMORY_BUDGET",
+        "",
+        "memory tursid lets loaded models use (like 3G): a load beyond it unloads idle, unpinned deployments, least "
+        "recently used first, or is refused with 503 `insufficient_memory`; empty: physical memory minus a reserve "
+        "for the system (10 %, at least 512 MiB)",
+        "tursid",
+        "text",
+    )
     sample_interval_s: float = _var("TURSI_SAMPLE_INTERVAL", 2.0, "seconds between stats samples", "tursid", "seconds")
     log_max_bytes: int = _var(
         "TURSI_LOG_MAX_BYTES",

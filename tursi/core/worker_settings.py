@@ -21,11 +21,18 @@ class WorkerSettings:
     port: int
     spec: DeploymentSpec = field(default_factory=DeploymentSpec)
     api_key_sha256: str | None = None
+    listen_fd: int | None = None  # a listening socket tursid bound and handed over (it held the port while idle)
+    gateway_sha256: str | None = None  # tursid's gateway proves itself with the secret of this digest
 
     def to_json(self) -> str:
         serving = {f.name: getattr(self.spec, f.name) for f in spec_fields() if option_of(f).worker}
         where = {"name": self.name, "model_ref": self.model_ref, "artifact": self.artifact, "host": self.host}
-        return json.dumps({**where, "port": self.port, "api_key_sha256": self.api_key_sha256, "serving": serving})
+        handed: dict[str, int | str] = {"listen_fd": self.listen_fd} if self.listen_fd is not None else {}
+        if self.gateway_sha256 is not None:
+            handed["gateway_sha256"] = self.gateway_sha256
+        return json.dumps(
+            {**where, "port": self.port, "api_key_sha256": self.api_key_sha256, **handed, "serving": serving}
+        )
 
     @classmethod
     def from_json(cls, text: str) -> WorkerSettings:
@@ -41,5 +48,11 @@ class WorkerSettings:
         digest = d.get("api_key_sha256")
         if digest is not None and not isinstance(digest, str):
             raise InvalidSpec("'api_key_sha256' must be a string", param="settings")
+        fd = d.get("listen_fd")
+        if fd is not None and (type(fd) is not int or fd < 0):
+            raise InvalidSpec("'listen_fd' must be a file descriptor number", param="settings")
+        gateway = d.get("gateway_sha256")
+        if gateway is not None and not isinstance(gateway, str):
+            raise InvalidSpec("'gateway_sha256' must be a string", param="settings")
         spec = DeploymentSpec.parse(d["serving"], [f.name for f in spec_fields() if option_of(f).worker])
-        return cls(d["name"], d["model_ref"], d["artifact"], d["host"], d["port"], spec, digest or None)
+        return cls(d["name"], d["model_ref"], d["artifact"], d["host"], d["port"], spec, digest or None, fd, gateway)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import ssl
 import sys
@@ -30,6 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
     parser.add_argument("--no-tls", action="store_true", help="plain HTTP over TCP (loopback addresses only)")
     parser.add_argument("--no-auth", action="store_true", help="no token over TCP (loopback addresses only)")
+    parser.add_argument(
+        "--gateway",
+        metavar="HOST:PORT|off",
+        help="where to serve the gateway, one port for every deployment (default: TURSI_GATEWAY, 127.0.0.1:8585)",
+    )
+    parser.add_argument(
+        "--memory-budget",
+        metavar="SIZE",
+        help="memory loaded models may use, like 3G (default: TURSI_MEMORY_BUDGET, else physical memory minus 10 %%)",
+    )
     parser.add_argument("--rotate-token", action="store_true", help="make a new control token, print it, exit")
     parser.add_argument(
         "--init", action="store_true", help="with --listen: make the token and TLS certificate, print them, exit"
@@ -43,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.debug)
     settings.ensure_dirs()
     try:
+        settings = _overridden(settings, args)
         listen = parse_listen(args.listen) if args.listen else None
         tls = _tls(args, settings, listen)
     except ValueError as e:
@@ -67,6 +79,22 @@ def main(argv: list[str] | None = None) -> int:
     except TursiError as e:
         sys.stderr.write(f"tursid: {e.detail}\n")
         return e.exit_code
+
+
+def _overridden(settings: Any, args: Any) -> Any:
+    """``settings`` with --gateway and --memory-budget applied, both checked; ValueError names a bad one."""
+    from tursi.core.sizes import parse_size
+    from tursi.daemon.remote import parse_listen
+
+    if args.gateway is not None:
+        settings = dataclasses.replace(settings, gateway=args.gateway)
+    if args.memory_budget is not None:
+        settings = dataclasses.replace(settings, memory_budget=args.memory_budget)
+    if settings.memory_budget.strip():
+        parse_size(settings.memory_budget)
+    if settings.gateway.strip().lower() not in ("off", "no", "none", ""):
+        parse_listen(settings.gateway, "--gateway (or TURSI_GATEWAY)")
+    return settings
 
 
 def _tls(args: Any, settings: Any, listen: tuple[str, int] | None) -> Any:

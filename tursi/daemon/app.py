@@ -17,11 +17,14 @@ from converters.cache import remove_stale_staging
 from tursi.core.hardware import HardwareProfile, detect_cached
 from tursi.core.settings import Settings
 from tursi.daemon import artifacts, bundles, deployments, system
+from tursi.daemon.budget import Budget, budget_from
 from tursi.daemon.context import DAEMON, Daemon
+from tursi.daemon.gateway import Gateway, build_gateway_app, gateway_secret, waker_app_factory
 from tursi.daemon.lock import InstanceLock
 from tursi.daemon.logfiles import rotation_loop
 from tursi.daemon.memory import release_free_memory
-from tursi.daemon.remote import TokenGuard, token_middleware
+from tursi.daemon.remote import TokenGuard, parse_listen, token_middleware
+from tursi.daemon.residency import Residency
 from tursi.daemon.sampler import Sampler
 from tursi.daemon.state import StateStore
 from tursi.daemon.supervisor import Supervisor
@@ -70,6 +73,8 @@ def build_app(daemon: Daemon, require_token: bool = True, loopback_only: bool = 
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(max_workers=2, thread_name_prefix="tursid"))
         await daemon.sampler.start()
+        await daemon.gateway.start()
+        await daemon.residency.start()
         s = daemon.settings
         app[_ROTATION] = loop.create_task(
             rotation_loop(s.logs_dir, s.log_max_bytes, s.log_files, max(1.0, s.sample_interval_s), (s.daemon_log,))
@@ -79,7 +84,9 @@ def build_app(daemon: Daemon, require_token: bool = True, loopback_only: bool = 
     async def on_shutdown(app: web.Application) -> None:
         app[_ROTATION].cancel()
         app[_TRIM].cancel()
+        await daemon.residency.close()
         await daemon.supervisor.stop_all(reason="tursid stopped")
+        await daemon.gateway.close()
         await daemon.sampler.close()
 
     app.on_startup.append(on_startup)
@@ -92,12 +99,21 @@ def open_daemon(settings: Settings, hardware: HardwareProfile | None = None) -> 
     start-up does that). ``serve`` uses it under the instance lock; a test builds the same application in process
     with ``build_app(open_daemon(settings, hardware))``. ``hardware`` defaults to this machine's cached probe."""
     store = StateStore(settings.db_path)
+    supervisor = Supervisor(store, settings.logs_dir, grace_s=settings.stop_grace_s)
+    sampler = Sampler(store, interval_s=settings.sample_interval_s)
+    budget = Budget(budget_from(settings.memory_budget))
+    residency = Residency(store, supervisor, sampler, ready_timeout_s=settings.ready_timeout_s, budget=budget)
+    secret, supervisor.gateway_sha256 = gateway_secret(settings.home)
+    gateway = Gateway(store, residency, secret)
+    residency.waker_app = waker_app_factory(gateway)
     return Daemon(
         settings=settings,
         store=store,
-        supervisor=Supervisor(store, settings.logs_dir, grace_s=settings.stop_grace_s),
-        sampler=Sampler(store, interval_s=settings.sample_interval_s),
+        supervisor=supervisor,
+        sampler=sampler,
         hardware=hardware if hardware is not None else detect_cached(settings.home),
+        residency=residency,
+        gateway=gateway,
     )
 
 
@@ -152,10 +168,34 @@ async def _run(
     if listen is not None:
         await LimitedTCPSite(runner, listen[0], listen[1], limits, ssl_context=tls).start()
         log.info("tursid also listening on %s://%s:%d", "https" if tls else "http", *listen)
+    gateway = await _start_gateway(app, limits, grace_s)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("tursid stopping: draining and stopping workers")
+    if gateway is not None:
+        await gateway.cleanup()
     await runner.cleanup()
+
+
+async def _start_gateway(app: web.Application, limits: ConnectionLimits, grace_s: float) -> web.AppRunner | None:
+    """The gateway on TURSI_GATEWAY; a port in use (another tursid, an Ollama) is a warning, not a failed start."""
+    daemon = app[DAEMON]
+    where = daemon.settings.gateway
+    if where.strip().lower() in ("off", "no", "none", ""):
+        return None
+    host, port = parse_listen(where)
+    gw_app = build_gateway_app(daemon.gateway, loopback_only=is_loopback_bind(host))
+    gw_app[HTTP_SETTINGS] = daemon.settings.http
+    runner = runner_for(gw_app, limits, handle_signals=False, access_log=None, shutdown_timeout=grace_s)
+    await runner.setup()
+    try:
+        await LimitedTCPSite(runner, host, port, limits).start()
+    except OSError as e:
+        log.warning("gateway not started: cannot listen on %s:%d (%s)", host, port, e.strerror)
+        await runner.cleanup()
+        return None
+    log.info("gateway listening on http://%s:%d", host, port)
+    return runner

@@ -8,6 +8,8 @@ from aiohttp import web
 
 from tursi.core.hardware import HardwareProfile
 from tursi.core.settings import Settings
+from tursi.daemon.gateway import Gateway
+from tursi.daemon.residency import Residency
 from tursi.daemon.sampler import Sampler
 from tursi.daemon.state import StateStore
 from tursi.daemon.supervisor import Supervisor
@@ -20,6 +22,8 @@ class Daemon:
     supervisor: Supervisor
     sampler: Sampler
     hardware: HardwareProfile
+    residency: Residency
+    gateway: Gateway
     reserved_names: set[str] = field(default_factory=set)
     reserved_ports: set[int] = field(default_factory=set)
 

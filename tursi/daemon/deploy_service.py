@@ -95,15 +95,17 @@ async def bring_up(daemon: Daemon, up: UpRequest, emit: Emit) -> Deployment:
             api_key_sha256=key_digest(opts.api_key) if opts.api_key else None
         ),
     )
-    failpoints.hit("up.before_commit")
-    _replace_failed_record(daemon, name)
-    daemon.store.add_deployment(dep)
-    remove_logs(log_path(settings.logs_dir, name), settings.log_files)
-    daemon.supervisor.lifecycle(name, "created", f"model={reference} artifact={key[:12]}")
-    failpoints.hit("up.after_commit")
-    await emit({"event": "status", "message": f"starting worker on {dep.endpoint}"})
-    await daemon.supervisor.start(dep)
-    await daemon.supervisor.wait_ready(dep, settings.ready_timeout_s)
+    async with daemon.residency.admission(dep):  # 503 insufficient_memory here leaves nothing recorded
+        failpoints.hit("up.before_commit")
+        _replace_failed_record(daemon, name)
+        daemon.store.add_deployment(dep)
+        remove_logs(log_path(settings.logs_dir, name), settings.log_files)
+        daemon.supervisor.lifecycle(name, "created", f"model={reference} artifact={key[:12]}")
+        failpoints.hit("up.after_commit")
+        await emit({"event": "status", "message": f"starting worker on {dep.endpoint}"})
+        await daemon.supervisor.start(dep)
+        await daemon.supervisor.wait_ready(dep, settings.ready_timeout_s)
+    daemon.residency.touch(name)
     return daemon.store.get_deployment(name) or dep
 
 
@@ -175,6 +177,7 @@ async def remove_all(daemon: Daemon) -> list[str]:
 
 async def remove(daemon: Daemon, dep: Deployment) -> None:
     """`down`: stop its worker, forget it, delete its logs."""
+    await daemon.residency.forget(dep.name)
     await daemon.supervisor.stop(dep.name, reason="removed by down")
     daemon.store.remove_deployment(dep.name)
     daemon.store.add_event(dep.name, "removed")

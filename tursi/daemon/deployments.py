@@ -11,18 +11,19 @@ import psutil
 from aiohttp import web
 
 from converters import cache
-from tursi.core.errors import InvalidSpec
+from tursi.core.errors import DeploymentNotRunning, InvalidSpec
 from tursi.core.spec import DeploymentSpec
 from tursi.daemon import deploy_service, placement
-from tursi.daemon.context import DAEMON
+from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.log_follow import follow as follow_log
 from tursi.daemon.logfiles import log_path, parse_since, read_lines
 from tursi.daemon.memory import release_free_memory
-from tursi.daemon.state import Deployment
+from tursi.daemon.state import ACTIVE, Deployment
 from tursi.http.guards import is_loopback_bind, read_json
 from tursi.http.streaming import EventStream
 
 log = logging.getLogger(__name__)
+SHOWN = (*ACTIVE, "idle")  # what `ps` lists without --all: loaded, or unloaded and ready to load
 routes = web.RouteTableDef()
 
 
@@ -38,8 +39,13 @@ def describe(dep: Deployment) -> dict[str, Any]:
     return d
 
 
-def _with_mem(dep: Deployment) -> dict[str, Any]:
+def _with_mem(dep: Deployment, daemon: Daemon) -> dict[str, Any]:
     d = describe(dep)
+    budget = daemon.residency.budget
+    d["mem_need_bytes"] = budget.need(dep) if dep.artifact_path else None  # measured once it has run, else estimated
+    d["mem_estimate_bytes"] = budget.estimate(dep) if dep.artifact_path else None
+    d["mem_budget_bytes"] = budget.total
+    d["pinned"] = bool(dep.options.get("pin"))
     d["mem_bytes"] = None
     if dep.pid and dep.status in ("starting", "running"):
         try:
@@ -53,14 +59,37 @@ def _with_mem(dep: Deployment) -> dict[str, Any]:
 async def list_deployments(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     show_all = request.query.get("all", "") not in ("", "0", "false")
-    return web.json_response([_with_mem(d) for d in daemon.store.list_deployments(all=show_all)])
+    deps = [d for d in daemon.store.list_deployments(all=True) if show_all or d.status in SHOWN]
+    return web.json_response([_with_mem(d, daemon) for d in deps])
+
+
+@routes.post("/v1/deployments/{name}/stop")
+async def stop_deployment(request: web.Request) -> web.Response:
+    """Unload: the worker stops, the deployment stays (idle) with its port; a request loads it again."""
+    daemon = request.app[DAEMON]
+    dep = deploy_service.find(daemon, request.match_info["name"])
+    if dep.status not in (*ACTIVE, "idle"):
+        raise DeploymentNotRunning(f"deployment {dep.name} is {dep.status}", hint=f"tursi start {dep.name}")
+    await daemon.residency.unload(dep.name, "stopped by tursi stop")
+    return web.json_response(describe(deploy_service.find(daemon, dep.name)))
+
+
+@routes.post("/v1/deployments/{name}/start")
+async def start_deployment(request: web.Request) -> web.Response:
+    """Load: an idle, exited or failed deployment's worker starts; answers once it is ready."""
+    daemon = request.app[DAEMON]
+    dep = deploy_service.find(daemon, request.match_info["name"])
+    if dep.status in ("exited", "failed") and dep.artifact_key:
+        daemon.store.update_deployment(dep.name, status="idle")
+    took = await daemon.residency.ensure_loaded(dep.name)
+    return web.json_response({**describe(deploy_service.find(daemon, dep.name)), "load_seconds": round(took, 3)})
 
 
 @routes.get("/v1/deployments/{name}")
 async def inspect_deployment(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     dep = deploy_service.find(daemon, request.match_info["name"])
-    body = _with_mem(dep)
+    body = _with_mem(dep, daemon)
     body["manifest"] = cache.lookup(daemon.settings.artifacts_dir, dep.artifact_key) if dep.artifact_key else None
     body["events"] = daemon.store.events(dep.name, limit=50)
     return web.json_response(body)

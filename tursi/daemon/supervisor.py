@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -64,7 +65,9 @@ def child_env(environ: Mapping[str, str], **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def worker_command(dep: Deployment, python: str = sys.executable) -> list[str]:
+def worker_command(
+    dep: Deployment, python: str = sys.executable, listen_fd: int | None = None, gateway_sha256: str | None = None
+) -> list[str]:
     """The worker's command line: its settings (the deployment's spec as stored, where to serve it) as one
     ``--settings=JSON`` argument, parsed back by the worker with the same spec. Being one ``--opt=value``, nothing
     in it (a model reference ``--help``) can pass for an option; the API key travels only as its sha256."""
@@ -76,6 +79,8 @@ def worker_command(dep: Deployment, python: str = sys.executable) -> list[str]:
         dep.port,
         DeploymentSpec.from_stored(dep.options),
         dep.options.get("api_key_sha256") or None,
+        listen_fd,
+        gateway_sha256,
     )
     return [python, "-m", "tursi.worker", f"--settings={settings.to_json()}"]
 
@@ -109,6 +114,7 @@ class Supervisor:
         self.handles: dict[str, Handle] = {}
         self.backoffs: dict[str, Backoff] = {}
         self.pending: dict[str, asyncio.Task[None]] = {}
+        self.gateway_sha256: str | None = None  # handed to workers: requests the gateway passes on carry its secret
 
     def lifecycle(self, name: str, kind: str, detail: str = "") -> None:
         """An event in the database and a line in the deployment's log."""
@@ -117,16 +123,34 @@ class Supervisor:
         with log_path(self.logs_dir, name).open("a", encoding="utf-8") as fh:
             fh.write(f"{stamp} [tursid] {kind}{': ' + detail if detail else ''}\n")
 
-    async def start(self, dep: Deployment) -> None:
+    async def start(self, dep: Deployment, listener: socket.socket | None = None) -> None:
+        """Starts the worker on a socket tursid binds (or ``listener``, the one it held while the deployment was
+        idle) and hands over: connections that arrive while the worker starts wait in the socket's backlog."""
+        if listener is None:
+            try:
+                listener = bind_listener(dep.host, dep.port)
+            except OSError as e:
+                self.store.update_deployment(dep.name, status="failed", reason=f"cannot listen: {e.strerror}")
+                self.lifecycle(dep.name, "failed", f"cannot listen on {dep.host}:{dep.port}: {e.strerror}")
+                raise WorkerFailed(
+                    f"deployment {dep.name}: cannot listen on {dep.host}:{dep.port}: {e.strerror}"
+                ) from None
         logfile = log_path(self.logs_dir, dep.name).open("ab")
-        cmd = worker_command(dep)
+        cmd = worker_command(dep, listen_fd=listener.fileno(), gateway_sha256=self.gateway_sha256)
         env = child_env(os.environ, PYTHONUNBUFFERED="1")
         try:
             proc = await asyncio.create_subprocess_exec(
-                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile, env=env, start_new_session=True
+                *cmd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=logfile,
+                stderr=logfile,
+                env=env,
+                start_new_session=True,
+                pass_fds=(listener.fileno(),),
             )
         finally:
             logfile.close()
+            listener.close()  # the worker has its own copy
         started = _create_time(proc.pid)
         self.store.update_deployment(
             dep.name,
@@ -238,7 +262,10 @@ class Supervisor:
         if dep is None or dep.status != "restarting":
             return  # removed or stopped meanwhile: a manual down is never undone
         self.store.update_deployment(name, restart_count=dep.restart_count + 1)
-        await self.start(dep)
+        try:
+            await self.start(dep)
+        except WorkerFailed:
+            return  # recorded as failed: its port is taken
         dep = self.store.get_deployment(name) or dep
         await self._poll_ready(dep, 120.0)  # if the worker dies instead, _record_exit decides what is next
 
@@ -323,6 +350,12 @@ class Supervisor:
                     reason="worker gone while tursid was down",
                 )
                 self.lifecycle(dep.name, "exited", "worker gone while tursid was down")
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (SO_REUSEADDR, so a port a worker just left is free again)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host or "0.0.0.0", port), family=family, backlog=1024)
 
 
 def _create_time(pid: int) -> float | None:

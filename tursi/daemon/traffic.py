@@ -23,6 +23,7 @@ class Counters:
     tokens: float = 0.0
     generated: float = 0.0
     limited: float = 0.0
+    in_flight: float = 0.0
     buckets: dict[str, float] = field(default_factory=dict)  # le -> cumulative count, summed over routes
 
 
@@ -67,6 +68,8 @@ def parse_metrics(text: str) -> Counters:
             c.generated = value
         elif name == "tursi_rate_limited_total":
             c.limited = value
+        elif name == "tursi_requests_in_flight":
+            c.in_flight = value
         elif name == "tursi_request_duration_seconds_bucket":
             c.buckets[labels.get("le", "")] = c.buckets.get(labels.get("le", ""), 0.0) + value
     if skipped:
@@ -96,10 +99,12 @@ def rates(before: Counters | None, after: Counters, seconds: float) -> dict[str,
             "p95_s": None,
             "rate_limited": int(after.limited),
             "requests": int(after.requests),
+            "in_flight": int(after.in_flight),
         }
     tokens = (after.tokens - before.tokens) + (after.generated - before.generated)
     return {
         "requests": int(after.requests),
+        "in_flight": int(after.in_flight),
         "requests_per_s": round((after.requests - before.requests) / seconds, 2),
         "tokens_per_s": round(tokens / seconds, 1),
         "p50_s": quantile(before.buckets, after.buckets, 0.50),

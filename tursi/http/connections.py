@@ -164,24 +164,40 @@ class _Counted(asyncio.Protocol):
 class LimitedTCPSite(web.TCPSite):
     """A TCPSite whose connections go through ConnectionLimits."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, limits: ConnectionLimits, **kw: Any) -> None:
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        limits: ConnectionLimits,
+        sock: socket.socket | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(runner, host, port, **kw)
         self._limits = limits
+        self._sock = sock  # an already listening socket (handed over by tursid) instead of host:port
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with its runner
         server = self._runner.server
         if server is None:
             raise RuntimeError("the runner is not set up")
+        where: dict[str, Any] = (
+            {"sock": self._sock}
+            if self._sock is not None
+            else {
+                "host": self._host,
+                "port": self._port,
+                "backlog": self._backlog,
+                "reuse_address": self._reuse_address,
+                "reuse_port": self._reuse_port,
+            }
+        )
         self._server = await asyncio.get_running_loop().create_server(
             lambda: _Counted(server, self._limits),
-            self._host,
-            self._port,
             ssl=self._ssl_context,
             ssl_handshake_timeout=self._limits.header_timeout_s if self._ssl_context else None,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
+            **where,
         )
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
@@ -192,12 +208,20 @@ def runner_for(app: web.Application, limits: ConnectionLimits, **kw: Any) -> web
     return web.AppRunner(app, keepalive_timeout=limits.header_timeout_s, **kw)
 
 
-async def serve(app: web.Application, host: str, port: int, limits: ConnectionLimits, shutdown_s: float) -> None:
-    """Serve ``app`` on host:port until SIGTERM or SIGINT, then shut down cleanly."""
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    limits: ConnectionLimits,
+    shutdown_s: float,
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve ``app`` on host:port (or on ``sock``, already listening there) until SIGTERM or SIGINT, then shut
+    down cleanly."""
     runner = runner_for(app, limits, handle_signals=False, access_log=None, shutdown_timeout=shutdown_s)
     await runner.setup()
     try:
-        await LimitedTCPSite(runner, host, port, limits).start()
+        await LimitedTCPSite(runner, host, port, limits, sock=sock).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -53,6 +53,7 @@ class Metrics:
     latency: dict[str, Histogram] = field(default_factory=dict)
     tokens: int = 0
     generated_tokens: int = 0  # counted by the model thread, token by token, even for abandoned requests
+    in_flight: int = 0  # inference requests being served now (tursid never unloads a busy deployment)
 
     def observe(self, route: str, status: int, seconds: float, tokens: int = 0) -> None:
         self.requests[(route, status)] += 1
@@ -90,6 +91,7 @@ class Metrics:
             ("tursi_generated_tokens_total", "counter", "Tokens produced by the model.", self.generated_tokens),
             ("tursi_rate_limited_total", "counter", "Requests refused with 429 by the rate limiter.", rate_limited),
             ("tursi_queue_waiting", "gauge", "Requests waiting for the model.", queue_waiting),
+            ("tursi_requests_in_flight", "gauge", "Inference requests being served now.", self.in_flight),
         ):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{{{dep}}} {value}"]
         if batches is not None:

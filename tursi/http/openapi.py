@@ -161,6 +161,20 @@ def control() -> dict[str, Any]:
                 "get": _op("Inspect", _json(DEPLOYMENT), params=[name]),
                 "delete": _op("Remove (down)", _json(REMOVED), params=[name]),
             },
+            "/v1/deployments/{name}/stop": {
+                "post": _op(
+                    "Unload (stop): the worker stops, the deployment stays idle on its port",
+                    _json(DEPLOYMENT),
+                    params=[name],
+                )
+            },
+            "/v1/deployments/{name}/start": {
+                "post": _op(
+                    "Load (start) an idle, exited or failed deployment; answers once ready",
+                    _json(DEPLOYMENT),
+                    params=[name],
+                )
+            },
             "/v1/deployments/{name}/logs": {
                 "get": _op(
                     "Log lines",

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     http = HttpSettings.load(os.environ)  # tursid checked these values before it started this worker
     app = build_app(state, loopback_only=is_loopback_bind(host), http=http)
-    asyncio.run(serve(app, host, port, ConnectionLimits.from_settings(http), shutdown_s=5.0))
+    sock = socket.socket(fileno=settings.listen_fd) if settings.listen_fd is not None else None
+    asyncio.run(serve(app, host, port, ConnectionLimits.from_settings(http), shutdown_s=5.0, sock=sock))
     close = getattr(state.runtime, "close", None)
     if callable(close):  # the LLM engine's thread finishes its step and frees the context before exit
         close()

@@ -45,7 +45,17 @@ def client_id(request: web.Request, st: WorkerState) -> str:
     key = presented_key(request)
     if st.api_key_sha256 and key and matches(key, st.api_key_sha256):
         return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
-    return "addr:" + address_group(request.remote or "unknown")
+    return "addr:" + address_group(forwarded_for(request, st) or request.remote or "unknown")
+
+
+def forwarded_for(request: web.Request, st: WorkerState) -> str | None:
+    """The client's address as tursid's gateway passed it on: believed only with the gateway's secret (any local
+    process could send the header; only tursid holds the secret)."""
+    address = request.headers.get("X-Tursi-Forwarded-For")
+    secret = request.headers.get("X-Tursi-Gateway")
+    if not address or not secret or not st.gateway_sha256:
+        return None
+    return address if matches(secret, st.gateway_sha256) else None
 
 
 def address_group(remote: str) -> str:

@@ -44,6 +44,7 @@ class WorkerState:
     max_queue: int = DeploymentSpec.max_queue
     limiter: RateLimiter | None = None
     api_key_sha256: str | None = None
+    gateway_sha256: str | None = None  # requests tursid's gateway passes on say whose they are
     max_batch: int = DeploymentSpec.max_batch
     batch_wait_s: float = DeploymentSpec.batch_wait_ms / 1000.0
     created: int = field(default_factory=lambda: int(time.time()))
@@ -72,6 +73,7 @@ class WorkerState:
             max_queue=spec.max_queue,
             limiter=RateLimiter(parse_rate_limit(spec.rate_limit)) if spec.rate_limit else None,
             api_key_sha256=settings.api_key_sha256,
+            gateway_sha256=settings.gateway_sha256,
             max_batch=spec.max_batch,
             batch_wait_s=spec.batch_wait_ms / 1000.0,
         )
@@ -141,10 +143,12 @@ def observed(st: WorkerState, route: str) -> Iterator[Observation]:
     """Count one request in the worker's metrics with its status, latency and tokens."""
     obs = Observation()
     started = time.perf_counter()
+    st.metrics.in_flight += 1
     try:
         yield obs
     except TursiError as e:
         obs.status = e.http_status
         raise
     finally:
+        st.metrics.in_flight -= 1
         st.metrics.observe(route, obs.status, time.perf_counter() - started, obs.tokens)

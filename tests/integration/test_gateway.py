@@ -1,0 +1,187 @@
+"""One port for every deployment, and models loaded on demand: the gateway routes by `model` (OpenAI and Ollama
+clients), a deployment with a short keep-alive unloads to `idle` and the next request (through the gateway or to its
+own port) loads it again, `tursi stop`/`start` do the same by hand, and a per-client rate limit stays per client
+through the gateway. Real tursid, real workers: the bundled SmolLM2 and a tiny BERT from the conversion cache."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import DaemonProc, Env, wait_for
+from tests.integration.smollm2_worker import openai_client
+from tests.integration.test_lifecycle import free_port
+
+pytestmark = pytest.mark.usefixtures("seeded_tiny_bert")
+
+
+@pytest.fixture
+def gateway(env: Env) -> Iterator[str]:
+    """tursid with its gateway on a free loopback port: the gateway's base URL."""
+    port = free_port()
+    env.vars["TURSI_GATEWAY"] = f"127.0.0.1:{port}"
+    daemon = DaemonProc(env).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        daemon.terminate()
+
+
+def request(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    source: str = "127.0.0.1",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=120, source_address=(source, 0))
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=sent)
+    resp = conn.getresponse()
+    raw = resp.read()
+    conn.close()
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = raw.decode(errors="replace")
+    return resp.status, dict(resp.headers), parsed
+
+
+def status_of(env: Env, name: str) -> str:
+    return str(next(d for d in env.ps("-a") if d["name"] == name)["status"])
+
+
+def test_one_port_routes_by_model_for_openai_and_ollama_clients(
+    env: Env, gateway: str, tiny_bert: Path, smollm2_gguf: Path
+) -> None:
+    import ollama
+
+    env.cli("up", str(tiny_bert), "--name", "emb", check=True)
+    env.cli("up", str(smollm2_gguf), "--name", "chat", "--ctx-size", "512", "--threads", "2", check=True)
+    c = openai_client(gateway + "/v1")
+    assert {m.id for m in c.models.list().data} == {"emb", "chat"}
+    vectors = c.embeddings.create(model="emb", input=["a lighthouse", "a harbour"])
+    assert len(vectors.data) == 2
+    assert len(vectors.data[0].embedding) > 0
+    pieces = [
+        chunk.choices[0].delta.content or ""
+        for chunk in c.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "Say hi"}], max_tokens=8, temperature=0, stream=True
+        )
+        if chunk.choices
+    ]
+    assert len(pieces) > 1  # streamed through, chunk by chunk
+    whole = c.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "Say hi"}], max_tokens=8, temperature=0
+    )
+    assert whole.choices[0].message.content == "".join(pieces)
+    o = ollama.Client(host=gateway)
+    assert {m.model for m in o.list().models} == {"emb:latest", "chat:latest"}
+    assert len(o.embed(model="emb", input="a lighthouse").embeddings[0]) == len(vectors.data[0].embedding)
+    assert o.chat(model="chat:latest", messages=[{"role": "user", "content": "Say hi"}], options={"num_predict": 4})
+    status, _, problem = request(gateway, "POST", "/v1/embeddings", {"model": "nope", "input": "x"})
+    assert (status, problem["code"]) == (404, "model_not_found")
+    assert "chat" in problem["hint"]
+    assert "emb" in problem["hint"]
+    status, _, problem = request(gateway, "POST", "/v1/embeddings", {"input": "x"})
+    assert (status, problem["param"]) == (400, "model")
+
+
+def test_keep_alive_unloads_to_idle_and_a_request_loads_it_again(env: Env, gateway: str, tiny_bert: Path) -> None:
+    env.cli("up", str(tiny_bert), "--name", "emb", "--keep-alive", "2s", check=True)
+    (dep,) = env.ps()
+    pid, port = dep["pid"], dep["port"]
+    wait_for(lambda: status_of(env, "emb") == "idle", timeout=30)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert env.cli("ps", check=True).stdout.count("Idle") == 1  # ps lists idle deployments without -a
+    # probes and /metrics on the idle port answer without loading
+    status, _, body = request(f"http://127.0.0.1:{port}", "GET", "/health")
+    assert (status, body["state"]) == (200, "idle")
+    assert request(f"http://127.0.0.1:{port}", "GET", "/ready")[0] == 503
+    assert status_of(env, "emb") == "idle"
+    # through the gateway: loaded, answered, the load time reported
+    status, headers, body = request(gateway, "POST", "/v1/embeddings", {"model": "emb", "input": "a lighthouse"})
+    assert status == 200, body
+    assert float(headers["X-Tursi-Load-Seconds"]) > 0
+    assert status_of(env, "emb") == "running"
+    wait_for(lambda: status_of(env, "emb") == "idle", timeout=30)
+    # straight to its own port: the port was held, the request loads it (no refused connection)
+    status, _, body = request(f"http://127.0.0.1:{port}", "POST", "/v1/embeddings", {"input": "a harbour"})
+    assert status == 200, body
+    assert len(body["data"][0]["embedding"]) > 0
+    metrics = urllib.request.urlopen(gateway + "/metrics", timeout=10).read().decode()
+    assert 'tursi_gateway_loads_total{deployment="emb"} 2' in metrics
+    events = [e["kind"] for e in env.client.deployment("emb")["events"]]
+    assert events.count("loaded") == 2
+
+
+def test_activity_on_the_port_keeps_it_loaded(env: Env, gateway: str, tiny_bert: Path) -> None:
+    """Requests straight to the worker count as use (seen in its /metrics), probes do not."""
+    env.cli("up", str(tiny_bert), "--name", "emb", "--keep-alive", "4s", check=True)
+    (dep,) = env.ps()
+    until = time.monotonic() + 8
+    while time.monotonic() < until:
+        assert request(f"http://127.0.0.1:{dep['port']}", "POST", "/v1/embeddings", {"input": "x"})[0] == 200
+        time.sleep(0.5)
+    assert status_of(env, "emb") == "running"
+    assert env.ps()[0]["pid"] == dep["pid"]
+    wait_for(lambda: status_of(env, "emb") == "idle", timeout=30)  # /health probes go on: they do not count
+
+
+def test_stop_and_start_by_hand(env: Env, gateway: str, tiny_bert: Path) -> None:
+    env.cli("up", str(tiny_bert), "--name", "emb", "--keep-alive", "forever", check=True)
+    assert env.cli("stop", "emb", check=True).stdout.strip() == "emb"
+    assert status_of(env, "emb") == "idle"
+    out = env.cli("start", "emb", check=True).stdout
+    assert "loaded in" in out
+    assert status_of(env, "emb") == "running"
+    assert "already loaded" in env.cli("start", "emb", check=True).stdout
+    missing = env.cli("stop", "nope")
+    assert missing.returncode != 0
+    assert "nope" in missing.stderr
+    env.cli("down", "emb", check=True)  # an idle deployment's port is let go with it
+    assert env.ps("-a") == []
+
+
+def test_a_per_client_limit_stays_per_client_through_the_gateway(env: Env, gateway: str, tiny_bert: Path) -> None:
+    env.cli("up", str(tiny_bert), "--name", "emb", "--rate-limit", "2/minute", check=True)
+    body = {"model": "emb", "input": "x"}
+    assert [request(gateway, "POST", "/v1/embeddings", body)[0] for _ in range(3)] == [200, 200, 429]
+    assert request(gateway, "POST", "/v1/embeddings", body, source="127.0.0.2")[0] == 200  # another client
+    # a client cannot pose as another by sending the gateway's header itself
+    (dep,) = env.ps()
+    forged = {"X-Tursi-Forwarded-For": "10.9.8.7", "X-Tursi-Gateway": "guess"}
+    direct = f"http://127.0.0.1:{dep['port']}"
+    assert [request(direct, "POST", "/v1/embeddings", body, source="127.0.0.3")[0] for _ in range(2)] == [200, 200]
+    assert request(direct, "POST", "/v1/embeddings", body, headers=forged, source="127.0.0.3")[0] == 429
+
+
+def test_a_client_that_hangs_up_stops_the_generation_upstream(env: Env, gateway: str, smollm2_gguf: Path) -> None:
+    env.cli("up", str(smollm2_gguf), "--name", "chat", "--ctx-size", "1024", "--threads", "2", check=True)
+    (dep,) = env.ps()
+    host, port = gateway.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    body = {"model": "chat", "prompt": "A long story about the sea:", "max_tokens": 900, "stream": True}
+    conn.request("POST", "/v1/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    for _ in range(3):
+        resp.readline()
+    conn.close()
+
+    def generated() -> float:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{dep['port']}/metrics", timeout=10).read().decode()
+        busy = [line for line in page.splitlines() if line.startswith(("tursi_slots_busy", "tursi_requests_in_flight"))]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in busy)
+
+    wait_for(lambda: generated() == 0, timeout=10)  # far sooner than 900 tokens take on 2 cores

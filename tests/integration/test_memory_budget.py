@@ -1,0 +1,77 @@
+"""A memory budget that fits one of two models: loading the other unloads the least recently used one (it goes
+idle and loads again on its next request); with both pinned, `up` is a clear 503 `insufficient_memory` and nothing
+is recorded. The budget decides, never the kernel's OOM killer: no worker dies of a signal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DaemonProc, Env, wait_for
+from tests.integration.test_gateway import request, status_of
+from tests.integration.test_lifecycle import free_port
+
+pytestmark = pytest.mark.usefixtures("seeded_tiny_bert")
+
+
+def budget_for_one(env: Env, tiny_bert: Path) -> int:
+    """Room for one tiny-BERT worker and not two, by what one holds (measured on this machine) and by what tursid
+    estimates before it has run: 1.4x the larger."""
+    daemon = DaemonProc(env).start()
+    try:
+        env.cli("up", str(tiny_bert), "--name", "probe", check=True)
+        (dep,) = env.ps()
+        held = wait_for(lambda: env.ps()[0]["mem_bytes"], timeout=10)
+        request(f"http://127.0.0.1:{dep['port']}", "POST", "/v1/embeddings", {"input": "warm up"})
+        held = max(held, wait_for(lambda: env.ps()[0]["mem_bytes"], timeout=10))
+        estimate = dep["mem_estimate_bytes"]
+        need = int(1.4 * max(held, estimate))
+        print(f"tiny BERT worker: holds {held / 2**20:.0f} MiB, estimated {estimate / 2**20:.0f} MiB")
+        env.cli("down", "probe", check=True)
+    finally:
+        daemon.terminate()
+    return need
+
+
+@pytest.fixture
+def one_model_budget(env: Env, tiny_bert: Path) -> Iterator[str]:
+    env.vars["TURSI_MEMORY_BUDGET"] = str(budget_for_one(env, tiny_bert))
+    port = free_port()
+    env.vars["TURSI_GATEWAY"] = f"127.0.0.1:{port}"
+    daemon = DaemonProc(env).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        daemon.terminate()
+
+
+def test_loading_a_second_model_unloads_the_least_recently_used(
+    env: Env, one_model_budget: str, tiny_bert: Path
+) -> None:
+    gateway = one_model_budget
+    env.cli("up", str(tiny_bert), "--name", "a", "--keep-alive", "forever", check=True)
+    env.cli("up", str(tiny_bert), "--name", "b", "--keep-alive", "forever", check=True)
+    assert (status_of(env, "a"), status_of(env, "b")) == ("idle", "running")
+    assert "make room for b" in (next(d for d in env.ps("-a") if d["name"] == "a")["reason"] or "")
+    status, headers, body = request(gateway, "POST", "/v1/embeddings", {"model": "a", "input": "x"})
+    assert status == 200, body
+    assert float(headers["X-Tursi-Load-Seconds"]) > 0
+    assert (status_of(env, "a"), status_of(env, "b")) == ("running", "idle")
+    budget = env.ps()[0]["mem_budget_bytes"]
+    assert sum(d["mem_bytes"] or 0 for d in env.ps() if d["status"] == "running") <= budget
+    assert all((d.get("exit_code") or 0) < 128 for d in env.ps("-a"))  # stopped by tursid, never SIGKILLed
+
+
+def test_with_both_pinned_up_is_a_clear_503_and_nothing_is_recorded(
+    env: Env, one_model_budget: str, tiny_bert: Path
+) -> None:
+    env.cli("up", str(tiny_bert), "--name", "a", "--pin", check=True)
+    refused = env.cli("up", str(tiny_bert), "--name", "b", "--pin")
+    assert refused.returncode != 0
+    assert "insufficient_memory" in refused.stderr or "needs" in refused.stderr
+    assert "a " in refused.stderr  # names what is loaded
+    assert "(pinned)" in refused.stderr
+    assert [d["name"] for d in env.ps("-a")] == ["a"]
+    assert status_of(env, "a") == "running"

@@ -1,0 +1,59 @@
+"""Passing one HTTP request on to a worker and its answer back, streamed as it comes (SSE and NDJSON chunks are
+written as the worker writes them). A client that goes away closes the upstream connection, which the worker
+sees as a disconnect and stops generating."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from tursi.core.errors import DeploymentNotRunning
+from tursi.daemon.state import Deployment
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and those the client library sets itself.
+HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding"}
+    | {"upgrade", "host", "content-length"}
+)
+TRUSTED = ("x-tursi-forwarded-for", "x-tursi-gateway")  # only tursid sets these: a client's copy is dropped
+CHECKED = ("origin", "sec-fetch-site")  # the gateway checked them against its own origin; the worker's differs
+
+
+def worker_url(dep: Deployment, path_qs: str) -> str:
+    host = "127.0.0.1" if dep.host in ("0.0.0.0", "") else ("[::1]" if dep.host == "::" else dep.host)
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{host}:{dep.port}{path_qs}"
+
+
+async def forward(
+    request: web.Request,
+    dep: Deployment,
+    session: aiohttp.ClientSession,
+    body: bytes | None,
+    headers: dict[str, str],
+    reply_headers: dict[str, str],
+) -> web.StreamResponse:
+    """``request`` (with ``body``, already read) sent to ``dep``'s worker with ``headers`` added; its answer back
+    with ``reply_headers`` added."""
+    sent = {k: v for k, v in request.headers.items() if k.lower() not in HOP and k.lower() not in TRUSTED + CHECKED}
+    sent.update(headers)
+    try:
+        upstream = await session.request(
+            request.method, worker_url(dep, request.path_qs), data=body, headers=sent, allow_redirects=False
+        )
+    except (aiohttp.ClientError, OSError) as e:
+        raise DeploymentNotRunning(f"deployment {dep.name} did not answer: {e}", hint=f"tursi logs {dep.name}") from e
+    async with upstream:
+        resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for key, value in upstream.headers.items():
+            if key.lower() not in HOP:
+                resp.headers.add(key, value)
+        resp.headers.update(reply_headers)
+        await resp.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_any():
+                await resp.write(chunk)
+        except (aiohttp.ClientError, ConnectionError):
+            return resp  # one side went away: closing ``upstream`` tells the worker
+        await resp.write_eof()
+    return resp
