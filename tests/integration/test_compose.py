@@ -5,6 +5,7 @@ removed; `down` removes only the project's deployments, never another project's 
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DaemonProc, Env
+from tests.conftest import CLI, DaemonProc, Env
 from tests.integration.test_lifecycle import embed, free_port
 
 pytestmark = pytest.mark.usefixtures("seeded_tiny_bert")  # conversion is not the point here: start from the cache
@@ -113,8 +114,13 @@ def test_compose_converges_only_what_changed(env: Env, daemon: DaemonProc, tiny_
     assert logs
     assert all(line.startswith("chat | ") for line in logs)
 
+    following = subprocess.Popen([*CLI, "compose", *f, "logs", "-f"], env=env.vars, stdout=subprocess.PIPE, text=True)
+    assert following.stdout is not None
+    assert following.stdout.readline().startswith("chat | ")  # following before the deployment goes
     env.cli("compose", *f, "down", check=True)
     assert set(pids(env)) == {"plain", "other-embed"}  # another project's and a plain up's stay
+    following.communicate(timeout=30)  # a followed stream ends when its deployment is gone
+    assert following.returncode == 0
 
 
 def test_a_name_held_outside_the_project_is_refused(

@@ -162,15 +162,31 @@ def logs_cmd(
         for line in cli.client.logs(target, follow=follow, tail=tail, timestamps=timestamps):
             render.write_prefixed(prefix, line)
 
-    if not follow:
+    if follow:
+        _all_at_once(show, targets)
+    else:
         for target in targets:
             show(target)
-        return
-    threads = [threading.Thread(target=show, args=(t,), daemon=True) for t in targets]
+
+
+def _all_at_once(show: Callable[[str], None], targets: list[str]) -> None:
+    """``show`` for every target in its own thread (followed streams never end on their own); the first error
+    one of them raised is raised here once all have ended."""
+    errors: list[BaseException] = []
+
+    def run(target: str) -> None:
+        try:
+            show(target)
+        except Exception as e:  # re-raised below, in the command's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(t,), daemon=True) for t in targets]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if errors:
+        raise errors[0]
 
 
 @compose_cmd.command("config")
