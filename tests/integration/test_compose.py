@@ -133,6 +133,8 @@ def test_a_name_held_outside_the_project_is_refused(
     assert proc.returncode == 73, proc.stderr
     assert "a deployment named 'embed' exists and was not made by compose" in proc.stderr
     assert [d["name"] for d in env.ps()] == ["embed"]  # refused before anything changed
+    nothing = env.cli("compose", "-p", "nothing", "ps", "--format", "json", check=True)  # -p needs no file
+    assert json.loads(nothing.stdout) == []
 
     valid = env.cli("compose", "-f", str(path), "config")  # config checks the file only, not the daemon
     assert valid.returncode == 0, valid.stderr

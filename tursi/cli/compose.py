@@ -22,7 +22,7 @@ from tursi.cli.context import CliContext, pass_cli
 from tursi.cli.ps import HEADERS, row
 from tursi.cli.up import follow
 from tursi.compose.converge import CREATE, KEEP, RECREATE, REMOVE, Action, of_project, plan_up
-from tursi.compose.project import ComposeProject, load_project, project_name, request_body
+from tursi.compose.project import ComposeProject, load_project, normalize_project_name, project_name, request_body
 from tursi.compose.source import DEFAULT_FILES, find_file
 from tursi.core.errors import DeploymentNotFound
 
@@ -69,8 +69,8 @@ def _load(file: str | None, project: str | None) -> ComposeProject:
 
 def _project_name(file: str | None, project: str | None) -> str:
     file, project = _given(file, project)
-    if project is not None:
-        return project_name(Path.cwd(), os.environ, project)
+    if project is not None:  # no file needed, as `docker compose -p NAME down`
+        return normalize_project_name(project)
     return project_name(find_file(file, Path.cwd()), os.environ)
 
 
