@@ -14,6 +14,7 @@ from typing import Any, TextIO
 # what a terminal shows: text from the daemon, manifests and bundles must not drive the user's terminal.
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
+_LINES = threading.Lock()  # whole lines when several log streams print at once (`compose logs -f`)
 
 
 def clean(text: str) -> str:
@@ -33,6 +34,12 @@ def write_raw(data: bytes) -> None:
     text = data.decode("utf-8", "surrogateescape")
     sys.stdout.buffer.write(clean(text).encode("utf-8", "surrogateescape"))
     sys.stdout.buffer.flush()
+
+
+def write_prefixed(prefix: str, data: bytes) -> None:
+    """One log line after ``prefix`` (``chat  | ``), kept whole when other threads print lines too."""
+    with _LINES:
+        write_raw(prefix.encode("utf-8") + data)
 
 
 def as_json(value: Any) -> None:
