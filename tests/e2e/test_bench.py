@@ -29,6 +29,12 @@ def test_bench_quick_mode_writes_a_report(tmp_path: Path) -> None:
     assert report["quality"]["texts_per_s"]["int8"] > 0
     assert 0.9 < report["quality"]["ratios"]["min_cosine"] <= 1.0
     assert report["llm"]["tursi"]["decode_tok_s"] > 0
+    assert report["gateway"]["embeddings_per_s"]["gateway"] > 0
+    assert set(report["gateway"]["ratios"]) == {
+        "gateway_vs_direct_embeddings",
+        "gateway_vs_direct_llm_tokens",
+        "replicas2_vs_1_embeddings",
+    }
     assert report["footprint"]["tursid_idle"]["rss_bytes_max"] > 0
     assert set(report["micro"]) == {
         "test_rate_limiter_check",

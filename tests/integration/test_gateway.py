@@ -185,3 +185,65 @@ def test_a_client_that_hangs_up_stops_the_generation_upstream(env: Env, gateway:
         return sum(float(line.rsplit(" ", 1)[1]) for line in busy)
 
     wait_for(lambda: generated() == 0, timeout=10)  # far sooner than 900 tokens take on 2 cores
+
+
+def test_a_compose_stack_answers_on_one_port_by_model_name(
+    env: Env, gateway: str, tiny_bert: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "compose.yaml"
+    path.write_text(
+        "models:\n"
+        f"  emb: {{model: {tiny_bert}, x-tursi: {{keep-alive: 10m}}}}\n"
+        "  chat: {model: smollm2, context_size: 512, runtime_flags: [--threads, '2']}\n"
+    )
+    env.cli("compose", "-f", str(path), "up", check=True)
+    c = openai_client(gateway + "/v1")
+    assert len(c.embeddings.create(model="emb", input="one port").data[0].embedding) > 0
+    reply = c.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    assert reply.choices[0].message.role == "assistant"
+    listed = {m["id"]: m["status"] for m in json.loads(urllib.request.urlopen(gateway + "/v1/models").read())["data"]}
+    assert listed == {"emb": "running", "chat": "running"}
+
+
+def served(port: int) -> float:
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines() if line.startswith("tursi_requests_total{"))
+
+
+def test_replicas_share_the_load_and_a_killed_one_loses_no_request(env: Env, gateway: str, tiny_bert: Path) -> None:
+    import os
+    import signal
+    import threading
+
+    env.cli(
+        "up", str(tiny_bert), "--name", "emb", "--replicas", "2", "--threads", "1", "--restart", "always", check=True
+    )
+    deps = {d["name"]: d for d in env.ps()}
+    assert set(deps) == {"emb", "emb#2"}
+    assert {m["id"] for m in json.loads(urllib.request.urlopen(gateway + "/v1/models").read())["data"]} == {"emb"}
+    codes: list[int] = []
+
+    def client(n: int) -> None:
+        for i in range(n):
+            codes.append(request(gateway, "POST", "/v1/embeddings", {"model": "emb", "input": f"text {i}"})[0])
+
+    threads = [threading.Thread(target=client, args=(20,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [200] * 80
+    assert served(deps["emb"]["port"]) > 0
+    assert served(deps["emb#2"]["port"]) > 0  # both replicas took requests
+    codes.clear()
+    threads = [threading.Thread(target=client, args=(40,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(codes) >= 10, timeout=30)
+    os.kill(deps["emb#2"]["pid"], signal.SIGKILL)  # its traffic moves to the other replica
+    for t in threads:
+        t.join()
+    assert codes == [200] * 80
+    wait_for(lambda: {d["name"]: d for d in env.ps()}["emb#2"]["status"] == "running", timeout=60)  # restarted
+    env.cli("down", "emb", check=True)
+    assert env.ps("-a") == []  # its replicas went with it

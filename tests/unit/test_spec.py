@@ -60,6 +60,7 @@ MESSAGES = [
     ({"keep_alive": "soon"}, "keep_alive", "--keep-alive: 'soon' is not a duration"),
     ({"keep_alive": "400d"}, "keep_alive", "--keep-alive: '400d' is not a duration"),
     ({"pin": "yes"}, "pin", "'pin' must be true or false"),
+    ({"replicas": 0}, "replicas", "--replicas must be an integer from 1 to 16"),
     ({"restart_on_unhealthy": 1}, "restart_on_unhealthy", "'restart_on_unhealthy' must be true or false"),
     ({"api_key": 5}, "api_key", "--api-key must be a string or 'auto'"),
     ({"api_key": "short"}, "api_key", "--api-key needs at least 16 characters and no spaces, or 'auto'"),

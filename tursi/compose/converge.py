@@ -39,7 +39,7 @@ def project_of(dep: Any) -> str | None:
 
 def of_project(deployments: Iterable[Any], project: str) -> list[Any]:
     """The deployments that ``project`` made, in tursid's order."""
-    return [d for d in deployments if project_of(d) == project]
+    return [d for d in deployments if project_of(d) == project and "#" not in d["name"]]  # NAME#2: a replica
 
 
 def plan_up(project: ComposeProject, deployments: Sequence[Any]) -> list[Action]:

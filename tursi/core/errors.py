@@ -126,6 +126,15 @@ class DeploymentNotRunning(TursiError):
     exit_code = 69
 
 
+class WorkerUnreachable(TursiError):
+    """The gateway could not reach a deployment's worker (refused, reset or gone before it answered)."""
+
+    code = "worker_unreachable"
+    title = "The deployment's worker did not answer"
+    http_status = 502
+    exit_code = 69
+
+
 class InsufficientMemory(TursiError):
     code = "insufficient_memory"
     title = "Not enough memory to load the model"

@@ -358,6 +358,15 @@ class DeploymentSpec:
         help="Unload the model after this long without requests (its worker stops, `ps` shows idle); the next "
         "request to its port or through the gateway loads it again. 0: after each reply; -1 or forever: never.",
     )
+    replicas: int = option(
+        1,
+        group="serving",
+        kind="int",
+        minimum=1,
+        maximum=16,
+        help="Workers of this deployment on one artifact (weights shared through the page cache): the gateway "
+        "balances them by least outstanding requests; the others are NAME#2... on loopback ports.",
+    )
     pin: bool = option(
         False,
         group="serving",

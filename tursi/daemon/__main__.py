@@ -18,10 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     from tursi.daemon.memory import cap_malloc_arenas, import_server_lean
 
     cap_malloc_arenas()  # before any thread starts
-    import_server_lean()
+    from tursi.core.addresses import gateway_enabled, parse_listen
     from tursi.core.settings import Settings
-    from tursi.daemon.app import configure_logging, serve
-    from tursi.daemon.remote import ensure_token, parse_listen
 
     parser = argparse.ArgumentParser(prog="tursid", description="The Tursi daemon.")
     parser.add_argument(
@@ -51,10 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     except TursiError as e:  # a variable with a value it cannot use: TURSI_STOP_GRACE=soon
         sys.stderr.write(f"tursid: {e.detail}\n")
         return e.exit_code
+    try:
+        settings = _overridden(settings, args)
+    except ValueError as e:
+        sys.stderr.write(f"tursid: {e}\n")
+        return 64
+    if not gateway_enabled(settings.gateway):
+        import_server_lean()  # no request passes through tursid: the pure-Python parsers save about 2 MB
+    from tursi.daemon.app import configure_logging, serve
+    from tursi.daemon.remote import ensure_token
+
     configure_logging(settings.debug)
     settings.ensure_dirs()
     try:
-        settings = _overridden(settings, args)
         listen = parse_listen(args.listen) if args.listen else None
         tls = _tls(args, settings, listen)
     except ValueError as e:
@@ -83,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _overridden(settings: Any, args: Any) -> Any:
     """``settings`` with --gateway and --memory-budget applied, both checked; ValueError names a bad one."""
+    from tursi.core.addresses import gateway_enabled, parse_listen
     from tursi.core.sizes import parse_size
-    from tursi.daemon.remote import parse_listen
 
     if args.gateway is not None:
         settings = dataclasses.replace(settings, gateway=args.gateway)
@@ -92,7 +99,7 @@ def _overridden(settings: Any, args: Any) -> Any:
         settings = dataclasses.replace(settings, memory_budget=args.memory_budget)
     if settings.memory_budget.strip():
         parse_size(settings.memory_budget)
-    if settings.gateway.strip().lower() not in ("off", "no", "none", ""):
+    if gateway_enabled(settings.gateway):
         parse_listen(settings.gateway, "--gateway (or TURSI_GATEWAY)")
     return settings
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from converters.cache import remove_stale_staging
+from tursi.core.addresses import gateway_enabled, parse_listen
 from tursi.core.hardware import HardwareProfile, detect_cached
 from tursi.core.settings import Settings
 from tursi.daemon import artifacts, bundles, deployments, system
@@ -23,7 +24,7 @@ from tursi.daemon.gateway import Gateway, build_gateway_app, gateway_secret, wak
 from tursi.daemon.lock import InstanceLock
 from tursi.daemon.logfiles import rotation_loop
 from tursi.daemon.memory import release_free_memory
-from tursi.daemon.remote import TokenGuard, parse_listen, token_middleware
+from tursi.daemon.remote import TokenGuard, token_middleware
 from tursi.daemon.residency import Residency
 from tursi.daemon.sampler import Sampler
 from tursi.daemon.state import StateStore
@@ -184,7 +185,7 @@ async def _start_gateway(app: web.Application, limits: ConnectionLimits, grace_s
     """The gateway on TURSI_GATEWAY; a port in use (another tursid, an Ollama) is a warning, not a failed start."""
     daemon = app[DAEMON]
     where = daemon.settings.gateway
-    if where.strip().lower() in ("off", "no", "none", ""):
+    if not gateway_enabled(where):
         return None
     host, port = parse_listen(where)
     gw_app = build_gateway_app(daemon.gateway, loopback_only=is_loopback_bind(host))

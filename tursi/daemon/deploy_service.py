@@ -109,6 +109,40 @@ async def bring_up(daemon: Daemon, up: UpRequest, emit: Emit) -> Deployment:
     return daemon.store.get_deployment(name) or dep
 
 
+REPLICA = "#"  # NAME#2, NAME#3: the extra workers of a deployment with --replicas (outside the name rule)
+
+
+def replicas_of(daemon: Daemon, name: str) -> list[Deployment]:
+    """The extra replicas of deployment ``name`` (not itself), in order."""
+    found = [d for d in daemon.store.list_deployments(all=True) if d.name.startswith(name + REPLICA)]
+    return sorted(
+        found, key=lambda d: int(d.name.rsplit(REPLICA, 1)[1]) if d.name.rsplit(REPLICA, 1)[1].isdigit() else 0
+    )
+
+
+async def add_replicas(daemon: Daemon, primary: Deployment, count: int, emit: Emit) -> None:
+    """Replicas 2..count of ``primary``: same artifact and options, each on a free loopback port."""
+    for k in range(2, count + 1):
+        port = pick_port(daemon, None, "127.0.0.1")
+        daemon.reserved_ports.add(port)
+        try:
+            dep = replace(
+                primary, name=f"{primary.name}{REPLICA}{k}", host="127.0.0.1", port=port, status="created",
+                created_at=time.time(), pid=None, pid_started_at=None, exit_code=None, reason=None,
+                started_at=None, finished_at=None, restart_count=0, health=None,
+                options={**primary.options, "replica_of": primary.name},
+            )  # fmt: skip
+            async with daemon.residency.admission(dep):
+                daemon.store.add_deployment(dep)
+                daemon.supervisor.lifecycle(dep.name, "created", f"replica {k} of {count} of {primary.name}")
+                await emit({"event": "status", "message": f"starting replica {k} of {count} on {dep.endpoint}"})
+                await daemon.supervisor.start(dep)
+                await daemon.supervisor.wait_ready(dep, daemon.settings.ready_timeout_s)
+            daemon.residency.touch(dep.name)
+        finally:
+            daemon.reserved_ports.discard(port)
+
+
 async def _artifact(daemon: Daemon, up: UpRequest, emit: Emit) -> tuple[str, dict[str, Any], str, str]:
     """(key, manifest, model reference, source path): the built artifact, else the cached or converted one. A
     conversion that fails is recorded as a failed deployment before the error goes on."""
@@ -170,13 +204,15 @@ def find(daemon: Daemon, name: str) -> Deployment:
 async def remove_all(daemon: Daemon) -> list[str]:
     """`down --all`: every deployment removed at once; their names."""
     deps = daemon.store.list_deployments(all=True)
-    await asyncio.gather(*(remove(daemon, d) for d in deps))
+    await asyncio.gather(*(remove(daemon, d) for d in deps if REPLICA not in d.name))  # replicas go with theirs
     release_free_memory()
     return [d.name for d in deps]
 
 
 async def remove(daemon: Daemon, dep: Deployment) -> None:
-    """`down`: stop its worker, forget it, delete its logs."""
+    """`down`: stop its worker, forget it, delete its logs; its replicas go with it."""
+    for replica in replicas_of(daemon, dep.name):
+        await remove(daemon, replica)
     await daemon.residency.forget(dep.name)
     await daemon.supervisor.stop(dep.name, reason="removed by down")
     daemon.store.remove_deployment(dep.name)

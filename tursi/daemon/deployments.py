@@ -70,7 +70,8 @@ async def stop_deployment(request: web.Request) -> web.Response:
     dep = deploy_service.find(daemon, request.match_info["name"])
     if dep.status not in (*ACTIVE, "idle"):
         raise DeploymentNotRunning(f"deployment {dep.name} is {dep.status}", hint=f"tursi start {dep.name}")
-    await daemon.residency.unload(dep.name, "stopped by tursi stop")
+    for each in (dep, *deploy_service.replicas_of(daemon, dep.name)):
+        await daemon.residency.unload(each.name, "stopped by tursi stop")
     return web.json_response(describe(deploy_service.find(daemon, dep.name)))
 
 
@@ -79,9 +80,11 @@ async def start_deployment(request: web.Request) -> web.Response:
     """Load: an idle, exited or failed deployment's worker starts; answers once it is ready."""
     daemon = request.app[DAEMON]
     dep = deploy_service.find(daemon, request.match_info["name"])
-    if dep.status in ("exited", "failed") and dep.artifact_key:
-        daemon.store.update_deployment(dep.name, status="idle")
-    took = await daemon.residency.ensure_loaded(dep.name)
+    took = 0.0
+    for each in (dep, *deploy_service.replicas_of(daemon, dep.name)):
+        if each.status in ("exited", "failed") and each.artifact_key:
+            daemon.store.update_deployment(each.name, status="idle")
+        took += await daemon.residency.ensure_loaded(each.name)
     return web.json_response({**describe(deploy_service.find(daemon, dep.name)), "load_seconds": round(took, 3)})
 
 
@@ -132,6 +135,7 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
     try:
         async with stream:  # once the first event is out, a failure is streamed as a problem event
             dep = await deploy_service.bring_up(daemon, up, stream.send)
+            await deploy_service.add_replicas(daemon, dep, opts.replicas, stream.send)
             ready: dict[str, Any] = {"event": "ready", "deployment": describe(dep)}
             if body.get("api_key") == "auto":
                 ready["api_key"] = opts.api_key  # generated: shown this once, stored only as a hash

@@ -7,7 +7,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from tursi.core.errors import DeploymentNotRunning
+from tursi.core.errors import WorkerUnreachable
 from tursi.daemon.state import Deployment
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and those the client library sets itself.
@@ -16,7 +16,13 @@ HOP = frozenset(
     | {"upgrade", "host", "content-length"}
 )
 TRUSTED = ("x-tursi-forwarded-for", "x-tursi-gateway")  # only tursid sets these: a client's copy is dropped
+WHOLE_MAX = 1 << 20  # answers up to this size (with a Content-Length) are passed on whole; longer ones stream
 CHECKED = ("origin", "sec-fetch-site")  # the gateway checked them against its own origin; the worker's differs
+
+
+# The worker could not be asked (refused, reset or gone before it answered): nothing reached the client yet, so the
+# request may go to another replica.
+Unreachable = WorkerUnreachable
 
 
 def worker_url(dep: Deployment, path_qs: str) -> str:
@@ -42,13 +48,19 @@ async def forward(
             request.method, worker_url(dep, request.path_qs), data=body, headers=sent, allow_redirects=False
         )
     except (aiohttp.ClientError, OSError) as e:
-        raise DeploymentNotRunning(f"deployment {dep.name} did not answer: {e}", hint=f"tursi logs {dep.name}") from e
+        raise Unreachable(f"deployment {dep.name} did not answer: {e}", hint=f"tursi logs {dep.name}") from e
     async with upstream:
+        length = upstream.content_length
+        if length is not None and length <= WHOLE_MAX:  # a JSON answer: read whole, sent in one write
+            try:
+                data = await upstream.read()
+            except (aiohttp.ClientError, OSError) as e:
+                raise Unreachable(f"deployment {dep.name} broke off its answer: {e}") from e
+            whole = web.Response(status=upstream.status, reason=upstream.reason, body=data)
+            _copy_headers(upstream, whole, reply_headers)
+            return whole
         resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        for key, value in upstream.headers.items():
-            if key.lower() not in HOP:
-                resp.headers.add(key, value)
-        resp.headers.update(reply_headers)
+        _copy_headers(upstream, resp, reply_headers)
         await resp.prepare(request)
         try:
             async for chunk in upstream.content.iter_any():
@@ -57,3 +69,10 @@ async def forward(
             return resp  # one side went away: closing ``upstream`` tells the worker
         await resp.write_eof()
     return resp
+
+
+def _copy_headers(upstream: aiohttp.ClientResponse, resp: web.StreamResponse, extra: dict[str, str]) -> None:
+    for key, value in upstream.headers.items():
+        if key.lower() not in HOP:
+            resp.headers.add(key, value)
+    resp.headers.update(extra)

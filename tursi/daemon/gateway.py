@@ -15,6 +15,7 @@ listen beyond loopback themselves. Host, Origin and media-type checks are the wo
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 from collections import Counter
@@ -26,10 +27,10 @@ from aiohttp import web
 
 from tursi import __version__
 from tursi.core.errors import DeploymentNotFound, InvalidRequest, ModelNotFound, NotReady
-from tursi.daemon.forward import forward
+from tursi.daemon.forward import Unreachable, forward
 from tursi.daemon.residency import Residency
 from tursi.daemon.state import Deployment, StateStore
-from tursi.http.guards import guard_middleware, is_loopback_bind, parse_json_object, same_origin_middleware
+from tursi.http.guards import guard_middleware, is_loopback_bind, same_origin_middleware
 from tursi.http.metrics import label_value
 from tursi.http.problem import problem_middleware
 
@@ -58,7 +59,10 @@ class Gateway:
 
     def find(self, model: str, peer_loopback: bool) -> Deployment:
         name = model.removesuffix(":latest")
-        deps = [d for d in self.store.list_deployments(all=True) if d.artifact_key]
+        one = self.store.get_deployment(name) if "#" not in name else None  # the usual case: one indexed row
+        if one is not None and one.artifact_key and (peer_loopback or not is_loopback_bind(one.host)):
+            return one
+        deps = [d for d in self.store.list_deployments(all=True) if d.artifact_key and "#" not in d.name]
         found = [d for d in deps if d.name == name] or [d for d in deps if d.model == model]
         visible = [d for d in found if peer_loopback or not is_loopback_bind(d.host)]
         if len(visible) != 1:
@@ -66,13 +70,45 @@ class Gateway:
             raise ModelNotFound(f"no deployment serves model '{model}'", hint=f"models here: {names or 'none'}")
         return visible[0]
 
+    def replicas(self, dep: Deployment) -> list[Deployment]:
+        """``dep`` and its replicas (NAME#2, ...)."""
+        if int(dep.options.get("replicas") or 1) <= 1:
+            return [dep]
+        children = [d for d in self.store.list_deployments(all=True) if d.name.startswith(dep.name + "#")]
+        return [dep, *children]
+
+    def pick(self, group: list[Deployment], tried: set[str]) -> Deployment:
+        """The serving replica with the fewest requests in flight; the first one (loaded on demand) when none
+        serves."""
+        ready = [d for d in group if d.status == "running" and d.health != "unhealthy" and d.name not in tried]
+        if not ready:
+            left = [d for d in group if d.name not in tried]
+            return left[0] if left else group[0]
+        return min(ready, key=lambda d: (self.residency.in_flight.get(d.name, 0), d.name))
+
+    async def balance(self, request: web.Request, dep: Deployment, body: bytes | None) -> web.StreamResponse:
+        """To one of ``dep``'s replicas; a replica that cannot be reached (killed, restarting) passes the request
+        to the next before the client has seen anything."""
+        group = self.replicas(dep)
+        tried: set[str] = set()
+        while True:
+            target = self.pick(group, tried)
+            try:
+                return await self.pass_on(request, target, body)
+            except Unreachable:
+                tried.add(target.name)
+                if len(tried) >= len(group):
+                    raise
+                group = [self.store.get_deployment(d.name) or d for d in group]
+
     async def pass_on(self, request: web.Request, dep: Deployment, body: bytes | None) -> web.StreamResponse:
         if self.session is None:
             raise NotReady("the gateway is starting")
         status = 500
         try:
-            async with self.residency.using(dep.name) as took:
-                dep = self.store.get_deployment(dep.name) or dep
+            async with self.residency.using(dep.name, dep) as took:
+                if took:
+                    dep = self.store.get_deployment(dep.name) or dep
                 headers = {"X-Tursi-Forwarded-For": request.remote or "", "X-Tursi-Gateway": self.secret}
                 reply = {"X-Tursi-Load-Seconds": f"{took:.3f}"} if took else {}
                 resp = await forward(request, dep, self.session, body, headers, reply)
@@ -184,16 +220,18 @@ async def pass_on(request: web.Request) -> web.StreamResponse:
     model = _model_of(body)
     if model is None:
         raise InvalidRequest("'model' is required: the gateway routes by it (GET /v1/models lists them)", param="model")
-    return await gateway.pass_on(request, gateway.find(model, _peer_loopback(request)), body)
+    return await gateway.balance(request, gateway.find(model, _peer_loopback(request)), body)
 
 
 def _model_of(body: bytes | None) -> str | None:
     if not body:
         return None
     try:
-        doc = parse_json_object(body)
-    except Exception:
+        doc = json.loads(body)  # only to route: the worker checks the body with its own guards
+    except (ValueError, RecursionError):
         return None  # the worker answers a body that is not JSON with its own 400; here it names no model
+    if not isinstance(doc, dict):
+        return None
     model = doc.get("model", doc.get("name"))  # Ollama's /api/show and /api/delete once used "name"
     return model if isinstance(model, str) and model else None
 
@@ -201,7 +239,7 @@ def _model_of(body: bytes | None) -> str | None:
 def _listed(request: web.Request) -> list[Deployment]:
     loop = _peer_loopback(request)
     deps = request.app[GATEWAY].store.list_deployments(all=True)
-    return [d for d in deps if d.artifact_key and (loop or not is_loopback_bind(d.host))]
+    return [d for d in deps if d.artifact_key and "#" not in d.name and (loop or not is_loopback_bind(d.host))]
 
 
 def _ollama_model(dep: Deployment) -> dict[str, Any]:

@@ -74,10 +74,3 @@ def token_middleware(guard: TokenGuard) -> Callable[..., Awaitable[web.StreamRes
         return await handler(request)
 
     return middleware
-
-
-def parse_listen(value: str, flag: str = "--listen") -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{flag} {value!r}: use HOST:PORT, e.g. 0.0.0.0:8765")
-    return host.strip("[]"), int(port)

@@ -34,6 +34,7 @@ from tursi.daemon.state import Deployment, StateStore
 from tursi.daemon.supervisor import Supervisor, bind_listener
 
 log = logging.getLogger(__name__)
+_FREE = asyncio.Lock()  # stands for a deployment nobody has locked yet
 IDLE_CHECK_S = 1.0
 WAKER_DRAIN_S = 3600.0  # a request a waker passed on may stream for a long time after the worker took over
 
@@ -115,12 +116,13 @@ class Residency:
     # -- load and unload ----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def using(self, name: str) -> AsyncIterator[float]:
+    async def using(self, name: str, known: Deployment | None = None) -> AsyncIterator[float]:
         """Loads ``name`` if it is idle and keeps it loaded while the block runs; yields the seconds the load
-        took (0 when it was loaded)."""
+        took (0 when it was loaded). ``known``: its row as just read (a running one needs no second look)."""
         self.in_flight[name] += 1
         try:
-            yield await self.ensure_loaded(name)
+            loaded = known is not None and known.status == "running" and not self._locks.get(name, _FREE).locked()
+            yield 0.0 if loaded else await self.ensure_loaded(name)
         finally:
             self.in_flight[name] -= 1
             if self.in_flight[name] <= 0:

@@ -93,7 +93,9 @@ class WorkerState:
             )
 
     def model_ids(self) -> set[str]:
-        return {self.name, self.model_ref}
+        """What a request's ``model`` may say: this deployment's name (a replica, NAME#2, answers to NAME too)
+        or the reference it was deployed from."""
+        return {self.name, self.name.split("#", 1)[0], self.model_ref}
 
     @property
     def task(self) -> str:
