@@ -179,7 +179,9 @@ def start_device_daemon(device: EmulatedDevice, prefix: str, cpu: str, log: Path
     url = f"unix://{home / 'tursid.sock'}"
     env = make_env(log.parent / "cli-home")
     env.vars["TURSI_HOST"] = url
-    device_vars = device.env(cpu, TURSI_HOME=HOME, TURSI_READY_TIMEOUT="900", TURSI_STOP_GRACE="20")
+    device_vars = device.env(  # an emulated load takes minutes: the tests keep what they deployed loaded
+        cpu, TURSI_HOME=HOME, TURSI_READY_TIMEOUT="900", TURSI_STOP_GRACE="20", TURSI_KEEP_ALIVE="forever"
+    )
     handle = spawn_tursid(
         url, device_vars, log_path=log, command=device.command([f"{prefix}/venv/bin/tursid"], cpu=cpu)
     )

@@ -247,3 +247,15 @@ def test_replicas_share_the_load_and_a_killed_one_loses_no_request(env: Env, gat
     wait_for(lambda: {d["name"]: d for d in env.ps()}["emb#2"]["status"] == "running", timeout=60)  # restarted
     env.cli("down", "emb", check=True)
     assert env.ps("-a") == []  # its replicas went with it
+
+
+def test_tursid_keep_alive_is_the_default_and_a_deployment_may_keep_its_own(env: Env, tiny_bert: Path) -> None:
+    env.vars["TURSI_KEEP_ALIVE"] = "1s"  # like OLLAMA_KEEP_ALIVE
+    daemon = DaemonProc(env).start()
+    try:
+        env.cli("up", str(tiny_bert), "--name", "short", check=True)
+        env.cli("up", str(tiny_bert), "--name", "kept", "--keep-alive", "forever", check=True)
+        wait_for(lambda: status_of(env, "short") == "idle", timeout=30)
+        assert status_of(env, "kept") == "running"
+    finally:
+        daemon.terminate()

@@ -210,6 +210,14 @@ class Settings:
         "tursid",
         "text",
     )
+    keep_alive: str = _var(
+        "TURSI_KEEP_ALIVE",
+        "5m",
+        "how long a deployment that sets no `--keep-alive` stays loaded without requests (like Ollama's "
+        "`OLLAMA_KEEP_ALIVE`): a duration, `0` or `forever`",
+        "tursid",
+        "text",
+    )
     memory_budget: str = _var(
         "TURSI_MEMORY_BUDGET",
         "",

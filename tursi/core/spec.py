@@ -348,9 +348,9 @@ class DeploymentSpec:
         kind="bool",
         help="Restart the worker when it turns unhealthy (Docker never does; opt in here).",
     )
-    keep_alive: str = option(
-        "300s",
-        default_text="5m",
+    keep_alive: str | None = option(
+        None,
+        default_text="5m, or tursid's TURSI_KEEP_ALIVE",
         group="serving",
         metavar="DURATION",
         normalize=_keep_alive,

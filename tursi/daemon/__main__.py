@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 def _overridden(settings: Any, args: Any) -> Any:
     """``settings`` with --gateway and --memory-budget applied, both checked; ValueError names a bad one."""
     from tursi.core.addresses import gateway_enabled, parse_listen
+    from tursi.core.durations import keep_alive_seconds
     from tursi.core.sizes import parse_size
 
     if args.gateway is not None:
@@ -99,6 +100,10 @@ def _overridden(settings: Any, args: Any) -> Any:
         settings = dataclasses.replace(settings, memory_budget=args.memory_budget)
     if settings.memory_budget.strip():
         parse_size(settings.memory_budget)
+    try:
+        keep_alive_seconds(settings.keep_alive)
+    except ValueError as e:
+        raise ValueError(f"TURSI_KEEP_ALIVE: {e}") from None
     if gateway_enabled(settings.gateway):
         parse_listen(settings.gateway, "--gateway (or TURSI_GATEWAY)")
     return settings

@@ -103,7 +103,15 @@ def open_daemon(settings: Settings, hardware: HardwareProfile | None = None) -> 
     supervisor = Supervisor(store, settings.logs_dir, grace_s=settings.stop_grace_s)
     sampler = Sampler(store, interval_s=settings.sample_interval_s)
     budget = Budget(budget_from(settings.memory_budget))
-    residency = Residency(store, supervisor, sampler, ready_timeout_s=settings.ready_timeout_s, budget=budget)
+    sampler.mem_limit = budget.total
+    residency = Residency(
+        store,
+        supervisor,
+        sampler,
+        ready_timeout_s=settings.ready_timeout_s,
+        budget=budget,
+        keep_alive=settings.keep_alive,
+    )
     secret, supervisor.gateway_sha256 = gateway_secret(settings.home)
     gateway = Gateway(store, residency, secret)
     residency.waker_app = waker_app_factory(gateway)

@@ -62,12 +62,14 @@ class Residency:
         *,
         ready_timeout_s: float,
         budget: Budget | None = None,
+        keep_alive: str = "5m",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.supervisor = supervisor
         self.sampler = sampler
         self.ready_timeout_s = ready_timeout_s
+        self.default_keep_alive = keep_alive  # for deployments that set none
         self.clock = clock
         self.last_used: dict[str, float] = {}
         self.in_flight: Counter[str] = Counter()
@@ -241,7 +243,7 @@ class Residency:
         for dep in self.store.list_deployments(all=False):
             if dep.status != "running" or self.in_flight.get(dep.name):
                 continue
-            keep = keep_alive_seconds(str(dep.options.get("keep_alive", "300s")))
+            keep = keep_alive_seconds(str(dep.options.get("keep_alive") or self.default_keep_alive))
             last = self.last_used.setdefault(dep.name, now)  # loaded before we looked: its clock starts now
             if keep is not None and now - last >= keep and not self._busy_direct(dep.name):
                 log.info("unloading idle deployment name=%s keep_alive=%ss", dep.name, keep)

@@ -25,6 +25,9 @@ class Sampler:
     def __init__(self, store: StateStore, interval_s: float = 2.0, history: int = 60) -> None:
         self.store = store
         self.interval_s = interval_s
+        self.mem_limit: int | None = (
+            None  # tursid's memory budget: each deployment's share is of it, as in docker stats
+        )
         self.history: deque[dict[str, Any]] = deque(maxlen=history)
         self._procs: dict[int, psutil.Process] = {}
         self._counters: dict[str, tuple[float, Counters]] = {}
@@ -65,7 +68,7 @@ class Sampler:
 
     async def sample(self) -> dict[str, Any]:
         rows = []
-        total_mem = psutil.virtual_memory().total
+        total_mem = self.mem_limit or psutil.virtual_memory().total
         live = set()
         for dep in self.store.list_deployments(all=False):
             if not dep.pid:
