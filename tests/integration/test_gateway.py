@@ -259,3 +259,19 @@ def test_tursid_keep_alive_is_the_default_and_a_deployment_may_keep_its_own(env:
         assert status_of(env, "kept") == "running"
     finally:
         daemon.terminate()
+
+
+def test_ollama_keep_alive_through_the_gateway(env: Env, gateway: str, tiny_bert: Path) -> None:
+    """Ollama's preload (a request with only a model) loads an idle deployment; keep_alive 0 unloads it after the
+    reply; a bad keep_alive is a 400 naming it."""
+    import ollama
+
+    env.cli("up", str(tiny_bert), "--name", "emb", "--keep-alive", "forever", check=True)
+    env.cli("stop", "emb", check=True)
+    o = ollama.Client(host=gateway)
+    assert len(o.embed(model="emb", input="loaded on demand").embeddings[0]) > 0
+    assert status_of(env, "emb") == "running"
+    o.embed(model="emb", input="and then let go", keep_alive=0)
+    wait_for(lambda: status_of(env, "emb") == "idle", timeout=30)
+    status, _, problem = request(gateway, "POST", "/api/embed", {"model": "emb", "input": "x", "keep_alive": "soon"})
+    assert (status, problem["param"]) == (400, "keep_alive")

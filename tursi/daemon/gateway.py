@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import web
 
 from tursi import __version__
+from tursi.core.durations import keep_alive_seconds
 from tursi.core.errors import DeploymentNotFound, InvalidRequest, ModelNotFound, NotReady
 from tursi.daemon.forward import Unreachable, forward
 from tursi.daemon.residency import Residency
@@ -217,23 +218,34 @@ async def pass_on(request: web.Request) -> web.StreamResponse:
     if not request.path.startswith(PASSED_ON):
         raise DeploymentNotFound(f"no route {request.path} on the gateway", hint="try /v1/models")
     body = await request.read() if request.body_exists else None
-    model = _model_of(body)
-    if model is None:
-        raise InvalidRequest("'model' is required: the gateway routes by it (GET /v1/models lists them)", param="model")
-    return await gateway.balance(request, gateway.find(model, _peer_loopback(request)), body)
-
-
-def _model_of(body: bytes | None) -> str | None:
-    if not body:
-        return None
-    try:
-        doc = json.loads(body)  # only to route: the worker checks the body with its own guards
-    except (ValueError, RecursionError):
-        return None  # the worker answers a body that is not JSON with its own 400; here it names no model
-    if not isinstance(doc, dict):
-        return None
+    doc = _json_of(body)
     model = doc.get("model", doc.get("name"))  # Ollama's /api/show and /api/delete once used "name"
-    return model if isinstance(model, str) and model else None
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("'model' is required: the gateway routes by it (GET /v1/models lists them)", param="model")
+    dep = gateway.find(model, _peer_loopback(request))
+    if request.path.startswith("/api/") and doc.get("keep_alive") is not None:
+        gateway.residency.keep_override[dep.name] = _keep_alive(doc["keep_alive"])
+    return await gateway.balance(request, dep, body)
+
+
+def _json_of(body: bytes | None) -> dict[str, Any]:
+    """The body as JSON, only to route it: the worker checks it with its own guards (and answers a body that is
+    not JSON with its own 400)."""
+    try:
+        doc = json.loads(body) if body else {}
+    except (ValueError, RecursionError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _keep_alive(value: Any) -> float | None:
+    """Ollama's ``keep_alive``: seconds as a number, or a duration (``5m``, ``0``, ``-1``); None: forever."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError(f"{value!r} is not a duration")
+        return keep_alive_seconds(str(value))
+    except ValueError as e:
+        raise InvalidRequest(f"'keep_alive': {e} (like 5m, 30s, 0 or -1)", param="keep_alive") from None
 
 
 def _listed(request: web.Request) -> list[Deployment]:

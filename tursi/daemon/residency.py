@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -70,6 +71,7 @@ class Residency:
         self.sampler = sampler
         self.ready_timeout_s = ready_timeout_s
         self.default_keep_alive = keep_alive  # for deployments that set none
+        self.keep_override: dict[str, float | None] = {}  # Ollama's per-request keep_alive, until the next unload
         self.clock = clock
         self.last_used: dict[str, float] = {}
         self.in_flight: Counter[str] = Counter()
@@ -112,6 +114,11 @@ class Residency:
         self.budget.forget(name)
         self._seen.pop(name, None)
 
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
     def touch(self, name: str) -> None:
         self.last_used[name] = self.clock()
 
@@ -129,6 +136,8 @@ class Residency:
             self.in_flight[name] -= 1
             if self.in_flight[name] <= 0:
                 del self.in_flight[name]
+                if self.keep_override.get(name, -1.0) == 0:  # keep_alive 0: unload after the reply
+                    self._spawn(self.unload(name, "keep_alive 0 in a request"))
             self.touch(name)
 
     async def ensure_loaded(self, name: str) -> float:
@@ -160,6 +169,7 @@ class Residency:
             dep = self._get(name)
             if dep.status not in ("starting", "running", "restarting"):
                 return dep.status == "idle"
+            self.keep_override.pop(name, None)
             await self.supervisor.stop(name, reason=reason, status="idle")
             self.store.update_deployment(name, health=None)
             self._seen.pop(name, None)
@@ -243,7 +253,10 @@ class Residency:
         for dep in self.store.list_deployments(all=False):
             if dep.status != "running" or self.in_flight.get(dep.name):
                 continue
-            keep = keep_alive_seconds(str(dep.options.get("keep_alive") or self.default_keep_alive))
+            if dep.name in self.keep_override:
+                keep = self.keep_override[dep.name]
+            else:
+                keep = keep_alive_seconds(str(dep.options.get("keep_alive") or self.default_keep_alive))
             last = self.last_used.setdefault(dep.name, now)  # loaded before we looked: its clock starts now
             if keep is not None and now - last >= keep and not self._busy_direct(dep.name):
                 log.info("unloading idle deployment name=%s keep_alive=%ss", dep.name, keep)

@@ -1,7 +1,8 @@
 """Ollama-shaped requests as the worker's GenerationRequest: ``options``, ``format``, ``tools``, ``stream``.
 
 As on the OpenAI routes, a field is applied or refused, never silently dropped, with two documented exceptions:
-``keep_alive`` (accepted; this worker stays loaded until ``tursi down``) and the load-time ``options`` Ollama reads
+``keep_alive`` (honoured by tursid's gateway, which loads and unloads workers; on a worker's own port accepted and
+left to the deployment's ``--keep-alive``) and the load-time ``options`` Ollama reads
 when it starts a runner (``LOAD_OPTIONS``: GPU layers, threads, mmap, ...), which a running Tursi worker has already
 fixed with its own settings. ``num_ctx`` may ask for at most the deployment's context.
 """
