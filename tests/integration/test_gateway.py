@@ -10,6 +10,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,9 @@ from tests.integration.test_lifecycle import free_port
 pytestmark = pytest.mark.usefixtures("seeded_tiny_bert")
 
 
-@pytest.fixture
-def gateway(env: Env) -> Iterator[str]:
-    """tursid with its gateway on a free loopback port: the gateway's base URL."""
+@contextmanager
+def daemon_with_gateway(env: Env) -> Iterator[str]:
+    """tursid (with ``env``'s settings) and its gateway on a free loopback port: the gateway's base URL."""
     port = free_port()
     env.vars["TURSI_GATEWAY"] = f"127.0.0.1:{port}"
     daemon = DaemonProc(env).start()
@@ -33,6 +34,12 @@ def gateway(env: Env) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         daemon.terminate()
+
+
+@pytest.fixture
+def gateway(env: Env) -> Iterator[str]:
+    with daemon_with_gateway(env) as base:
+        yield base
 
 
 def request(
@@ -114,6 +121,7 @@ def test_keep_alive_unloads_to_idle_and_a_request_loads_it_again(env: Env, gatew
     assert status == 200, body
     assert float(headers["X-Tursi-Load-Seconds"]) > 0
     assert status_of(env, "emb") == "running"
+    print(f"\nidle -> loaded by a gateway request in {headers['X-Tursi-Load-Seconds']} s (X-Tursi-Load-Seconds)")
     wait_for(lambda: status_of(env, "emb") == "idle", timeout=30)
     # straight to its own port: the port was held, the request loads it (no refused connection)
     status, _, body = request(f"http://127.0.0.1:{port}", "POST", "/v1/embeddings", {"input": "a harbour"})
@@ -235,6 +243,8 @@ def test_replicas_share_the_load_and_a_killed_one_loses_no_request(env: Env, gat
     assert codes == [200] * 80
     assert served(deps["emb"]["port"]) > 0
     assert served(deps["emb#2"]["port"]) > 0  # both replicas took requests
+    split = {name: int(served(d["port"])) for name, d in deps.items()}
+    print(f"\n80 requests through the gateway, per replica: {split}")
     codes.clear()
     threads = [threading.Thread(target=client, args=(40,)) for _ in range(2)]
     for t in threads:
@@ -244,6 +254,7 @@ def test_replicas_share_the_load_and_a_killed_one_loses_no_request(env: Env, gat
     for t in threads:
         t.join()
     assert codes == [200] * 80
+    print(f"emb#2 SIGKILLed after 10+ of 80 requests: statuses {sorted(set(codes))} x {len(codes)}")
     wait_for(lambda: {d["name"]: d for d in env.ps()}["emb#2"]["status"] == "running", timeout=60)  # restarted
     env.cli("down", "emb", check=True)
     assert env.ps("-a") == []  # its replicas went with it

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DaemonProc, Env, wait_for
-from tests.integration.test_gateway import request, status_of
-from tests.integration.test_lifecycle import free_port
+from tests.integration.test_gateway import daemon_with_gateway, request, status_of
 
 pytestmark = pytest.mark.usefixtures("seeded_tiny_bert")
 
@@ -38,13 +37,8 @@ def budget_for_one(env: Env, tiny_bert: Path) -> int:
 @pytest.fixture
 def one_model_budget(env: Env, tiny_bert: Path) -> Iterator[str]:
     env.vars["TURSI_MEMORY_BUDGET"] = str(budget_for_one(env, tiny_bert))
-    port = free_port()
-    env.vars["TURSI_GATEWAY"] = f"127.0.0.1:{port}"
-    daemon = DaemonProc(env).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        daemon.terminate()
+    with daemon_with_gateway(env) as base:
+        yield base
 
 
 def test_loading_a_second_model_unloads_the_least_recently_used(
@@ -59,6 +53,7 @@ def test_loading_a_second_model_unloads_the_least_recently_used(
     assert status == 200, body
     assert float(headers["X-Tursi-Load-Seconds"]) > 0
     assert (status_of(env, "a"), status_of(env, "b")) == ("running", "idle")
+    print("\n" + env.cli("ps", "-a", check=True).stdout.strip())
     budget = env.ps()[0]["mem_budget_bytes"]
     assert sum(d["mem_bytes"] or 0 for d in env.ps() if d["status"] == "running") <= budget
     assert all((d.get("exit_code") or 0) < 128 for d in env.ps("-a"))  # stopped by tursid, never SIGKILLed
@@ -74,4 +69,5 @@ def test_with_both_pinned_up_is_a_clear_503_and_nothing_is_recorded(
     assert "a " in refused.stderr  # names what is loaded
     assert "(pinned)" in refused.stderr
     assert [d["name"] for d in env.ps("-a")] == ["a"]
+    print("\n" + refused.stderr.strip())
     assert status_of(env, "a") == "running"
