@@ -19,10 +19,11 @@ ALLOWED: dict[str, set[str]] = {
     "core": {"core", "leaf"},  # tursi.core + tursi.formats + the package itself (__version__)
     "http": {"core", "http"},
     "client": {"core", "client"},
-    "cli": {"core", "client", "cli", "pack", "compose"},
+    "cli": {"core", "client", "cli", "pack", "compose", "registry"},
     "compose": {"core", "compose"},  # compose files as deployment specs: read by the CLI
+    "registry": {"core", "registry", "leaf"},  # OCI references, the distribution client, artifact <-> OCI
     "pack": {"core", "pack"},  # runtime packs: workstation code, no daemon
-    "daemon": {"core", "http", "daemon", "leaf"},
+    "daemon": {"core", "http", "daemon", "leaf", "registry"},
     "worker": {"core", "http", "worker", "runtimes"},
     "runtimes": {"core", "runtimes"},
     "converters": {"core", "converters", "runtimes", "leaf"},
@@ -74,7 +75,7 @@ def sources() -> list[Path]:
 
 def test_every_module_belongs_to_a_layer() -> None:
     unassigned = [module_name(p) for p in sources() if layer_of(module_name(p)) in (None, "unassigned")]
-    layers = "core, formats, http, client, cli, compose, daemon, worker"
+    layers = "core, formats, http, client, cli, compose, registry, daemon, worker"
     assert unassigned == [], f"add these to a layer in tursi/ ({layers})"
 
 

@@ -242,6 +242,20 @@ class DiskFull(TursiError):
     exit_code = 74  # EX_IOERR
 
 
+class RegistryUnauthorized(TursiError):
+    code = "registry_unauthorized"
+    title = "The registry refused the credentials"
+    http_status = 401
+    exit_code = 77  # EX_NOPERM
+
+
+class RegistryFailed(TursiError):
+    code = "registry_error"
+    title = "The registry answered with an error"
+    http_status = 502
+    exit_code = 69
+
+
 class DigestMismatch(TursiError):
     code = "digest_mismatch"
     title = "A file does not match its checksum"

@@ -1,0 +1,132 @@
+"""Artifacts to and from a real OCI registry (Distribution, TLS, htpasswd): a GGUF as a Docker model-spec artifact
+and an ONNX artifact in Tursi's own types; a second push uploads nothing; a pull into another cache gets the same
+bytes and manifest, by tag and by digest, and downloads nothing when it has them; a wrong password and a blob
+corrupted in the registry's storage are refused, with nothing kept."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DaemonProc, make_env, stop_everything_in
+from tests.integration.registry_server import PASSWORD, USER, Registry
+from tursi.core.errors import DigestMismatch, RegistryUnauthorized
+from tursi.registry.artifacts import GGUF_LAYER, MODEL_CONFIG, TURSI_CONFIG, pull_artifact, push_artifact
+from tursi.registry.client import RegistryClient
+from tursi.registry.reference import parse_reference
+
+
+@pytest.fixture(scope="module")
+def gguf_artifact(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Path:
+    """The bundled SmolLM2 as a cached artifact, made by a real tursid (`up` then `down`)."""
+    env = make_env(tmp_path_factory.mktemp("gguf-artifact") / "home")
+    daemon = DaemonProc(env).start()
+    try:
+        env.cli("up", str(smollm2_gguf), "--name", "seed", "--ctx-size", "256", check=True)
+        env.cli("down", "seed", check=True)
+    finally:
+        daemon.terminate()
+        stop_everything_in(env.home)
+    (artifact,) = [d for d in (env.home / "artifacts").iterdir() if (d / "manifest.json").is_file()]
+    return artifact
+
+
+@pytest.fixture(scope="module")
+def onnx_artifact(tiny_bert_artifacts: Path) -> Path:
+    (artifact,) = [d for d in tiny_bert_artifacts.iterdir() if (d / "manifest.json").is_file()]
+    return artifact
+
+
+def client(reg: Registry, password: str = PASSWORD) -> RegistryClient:
+    return RegistryClient(reg.netloc, USER, password, cafile=str(reg.cafile))
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != "manifest.json"
+    }
+
+
+@pytest.mark.parametrize("kind", ["gguf", "onnx"])
+def test_push_then_pull_elsewhere_and_a_second_push_uploads_nothing(
+    registry: Registry,
+    kind: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    artifact: Path = request.getfixturevalue(f"{kind}_artifact")
+    ref = parse_reference(f"{registry.netloc}/models/{kind}:v1")
+    first = push_artifact(client(registry), ref, artifact)
+    assert first.blobs_uploaded >= 2  # the config and the model at least
+    again = push_artifact(client(registry), ref, artifact)
+    assert (again.blobs_uploaded, again.bytes_uploaded) == (0, 0)
+    assert again.blobs_skipped == first.blobs_uploaded + first.blobs_skipped
+    assert again.digest == first.digest
+    print(
+        f"\n{kind}: first push {first.blobs_uploaded} blobs / {first.bytes_uploaded} bytes; again: "
+        f"{again.blobs_uploaded} blobs / {again.bytes_uploaded} bytes, {again.blobs_skipped} already there"
+    )
+
+    body, media_type, digest = client(registry).get_manifest(ref.repository, "v1")
+    doc = json.loads(body)
+    assert digest == first.digest
+    if kind == "gguf":  # Docker's model-spec, as Docker Model Runner reads it
+        assert doc["config"]["mediaType"] == MODEL_CONFIG
+        assert [layer["mediaType"] for layer in doc["layers"]] == [GGUF_LAYER]
+        buf = io.BytesIO()
+        client(registry).fetch_blob(ref.repository, doc["config"]["digest"], doc["config"]["size"], buf)
+        config = json.loads(buf.getvalue())
+        assert config["config"]["format"] == "gguf"
+        assert config["rootfs"]["diff_ids"] == [doc["layers"][0]["digest"]]
+    else:
+        assert doc["config"]["mediaType"] == TURSI_CONFIG
+
+    for pointer in ("v1", first.digest):  # by tag, then by digest
+        cache = tmp_path / f"cache-{pointer[:6]}"
+        by = parse_reference(f"{registry.netloc}/models/{kind}" + (f"@{pointer}" if ":" in pointer else f":{pointer}"))
+        key, downloaded = pull_artifact(client(registry), by, cache)
+        assert downloaded
+        assert digests(cache / key) == digests(artifact)
+        assert json.loads((cache / key / "manifest.json").read_text()) == json.loads(
+            (artifact / "manifest.json").read_text()
+        )
+        again_client = client(registry)
+        assert pull_artifact(again_client, by, cache) == (key, False)
+        assert again_client.traffic.bytes_downloaded < 100_000  # the manifest and config only, no model
+
+
+def test_a_wrong_password_is_refused_clearly(registry: Registry, onnx_artifact: Path) -> None:
+    with pytest.raises(RegistryUnauthorized, match="refused the credentials"):
+        push_artifact(client(registry, "not-the-password"), parse_reference(f"{registry.netloc}/x/y:z"), onnx_artifact)
+
+
+def test_a_blob_corrupted_in_the_registry_is_refused_and_nothing_is_kept(
+    registry: Registry,
+    onnx_artifact: Path,
+    tmp_path: Path,
+) -> None:
+    ref = parse_reference(f"{registry.netloc}/models/corrupt:v1")
+    push_artifact(client(registry), ref, onnx_artifact)
+    doc = json.loads(client(registry).get_manifest(ref.repository, "v1")[0])
+    biggest = max(doc["layers"], key=lambda layer: layer["size"])
+    blob = registry.blob_file(biggest["digest"])
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    saved = blob.read_bytes()
+    blob.write_bytes(bytes(data))
+    try:
+        cache = tmp_path / "cache"
+        with pytest.raises(DigestMismatch) as caught:
+            pull_artifact(client(registry), ref, cache)
+        assert caught.value.code == "digest_mismatch"
+        assert list(cache.iterdir()) == []  # no artifact, no staging left behind
+    finally:
+        blob.write_bytes(saved)
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)

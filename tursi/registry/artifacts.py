@@ -1,0 +1,155 @@
+"""A cached artifact as an OCI artifact, and back.
+
+- **GGUF** artifacts go up as Docker model-spec artifacts, so Docker Model Runner and other model-spec clients can
+  pull them: an OCI image manifest whose config is ``application/vnd.docker.ai.model.config.v0.1+json`` (the fields
+  Docker's own code writes: ``config.format/quantization/architecture/size``, ``descriptor.created``,
+  ``rootfs.diff_ids``) and the GGUF as one uncompressed ``application/vnd.docker.ai.gguf.v3`` layer. Tursi's manifest
+  (plan, quality, source digest) rides in the config under ``tursi``, which Docker's decoder ignores.
+- **ONNX** artifacts use Tursi's own types: config ``application/vnd.tursi.model.config.v1+json`` holding the
+  manifest, one uncompressed layer per file, titled with its path (``org.opencontainers.image.title``).
+
+Pull checks every blob as it streams (``RegistryClient.fetch_blob``), writes into a staging folder of the artifact
+cache, checks the manifest as the cache does, then moves it into place: a failed pull keeps nothing. An artifact
+already in the cache is not downloaded again.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from converters import cache
+from tursi.core.errors import InvalidSpec, RegistryFailed
+from tursi.registry.client import RegistryClient, file_digest
+from tursi.registry.reference import Reference
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MODEL_CONFIG = "application/vnd.docker.ai.model.config.v0.1+json"
+GGUF_LAYER = "application/vnd.docker.ai.gguf.v3"
+TURSI_CONFIG = "application/vnd.tursi.model.config.v1+json"
+TURSI_FILE = "application/vnd.tursi.file.v1"
+TURSI_ONNX = "application/vnd.tursi.onnx.v1"
+TITLE = "org.opencontainers.image.title"
+KEY = re.compile(r"[0-9a-f]{16,64}")
+
+
+@dataclass(frozen=True)
+class Pushed:
+    reference: str
+    digest: str
+    blobs_uploaded: int
+    bytes_uploaded: int
+    blobs_skipped: int
+
+
+def push_artifact(client: RegistryClient, ref: Reference, artifact: Path) -> Pushed:
+    """Pushes the cached artifact folder ``artifact`` under ``ref`` (its tag)."""
+    manifest = json.loads((artifact / "manifest.json").read_text(encoding="utf-8"))
+    gguf = manifest.get("plan", {}).get("format") == "gguf"
+    layers: list[dict[str, Any]] = []
+    sources: list[Path] = []
+    for path in sorted(p for p in artifact.rglob("*") if p.is_file() and not p.is_symlink()):
+        rel = path.relative_to(artifact).as_posix()
+        if rel == "manifest.json":
+            continue
+        digest, size = file_digest(path)
+        media = GGUF_LAYER if gguf and path.suffix == ".gguf" else TURSI_ONNX if path.suffix == ".onnx" else TURSI_FILE
+        layers.append({"mediaType": media, "digest": digest, "size": size, "annotations": {TITLE: rel}})
+        sources.append(path)
+    config = _config(manifest, layers, gguf)
+    config_digest, config_size = _bytes_digest(config)
+    before = (client.traffic.blobs_uploaded, client.traffic.bytes_uploaded, client.traffic.blobs_skipped)
+    client.push_blob(ref.repository, io.BytesIO(config), config_digest, config_size)
+    for path, layer in zip(sources, layers, strict=True):
+        with path.open("rb") as fh:
+            client.push_blob(ref.repository, fh, layer["digest"], layer["size"])
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": MODEL_CONFIG if gguf else TURSI_CONFIG, "digest": config_digest, "size": config_size},
+        "layers": layers,
+        "annotations": {"dev.tursi.artifact.key": str(manifest.get("key", ""))},
+    }
+    body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    digest = client.put_manifest(ref.repository, ref.tag or "latest", body, OCI_MANIFEST)
+    t = client.traffic
+    return Pushed(
+        str(ref), digest, t.blobs_uploaded - before[0], t.bytes_uploaded - before[1], t.blobs_skipped - before[2]
+    )
+
+
+def _config(manifest: dict[str, Any], layers: list[dict[str, Any]], gguf: bool) -> bytes:
+    doc: dict[str, Any] = {"tursi": manifest}
+    if gguf:
+        size = sum(int(layer["size"]) for layer in layers)
+        doc |= {
+            "config": {
+                "format": "gguf",
+                "quantization": str(manifest.get("quantization") or manifest.get("plan", {}).get("quantization", "")),
+                "architecture": str(manifest.get("plan", {}).get("params", {}).get("architecture", "")),
+                "size": f"{size / 2**20:.2f} MiB",
+            },
+            "descriptor": {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(manifest.get("created_at", 0)))},
+            "rootfs": {"type": "rootfs", "diff_ids": [layer["digest"] for layer in layers]},
+        }
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _bytes_digest(data: bytes) -> tuple[str, int]:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest(), len(data)
+
+
+def pull_artifact(client: RegistryClient, ref: Reference, artifacts_dir: Path) -> tuple[str, bool]:
+    """Pulls ``ref`` into the artifact cache: (its key, whether anything was downloaded)."""
+    body, media_type, _ = client.get_manifest(ref.repository, ref.pointer)
+    doc = json.loads(body)
+    if media_type == OCI_INDEX or doc.get("manifests") is not None:
+        raise RegistryFailed(f"{ref} is a multi-target index: choosing an entry is not built yet")
+    config_desc = doc["config"]
+    buf = io.BytesIO()
+    client.fetch_blob(ref.repository, config_desc["digest"], int(config_desc["size"]), buf)
+    manifest = json.loads(buf.getvalue()).get("tursi")
+    if not isinstance(manifest, dict) or not KEY.fullmatch(str(manifest.get("key", ""))):
+        raise RegistryFailed(
+            f"{ref} carries no Tursi manifest (pushed by another tool): pulling those is not built yet"
+        )
+    key = str(manifest["key"])
+    if cache.lookup(artifacts_dir, key) is not None:
+        return key, False
+    staging = cache.make_staging(artifacts_dir, key)
+    try:
+        for layer in doc["layers"]:
+            target = staging / _safe_title(layer, staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("wb") as fh:
+                client.fetch_blob(ref.repository, layer["digest"], int(layer["size"]), fh)
+        problem = cache.manifest_problem(manifest)
+        if problem:
+            raise RegistryFailed(f"{ref}: its Tursi manifest is not usable: {problem}")
+        cache.write_json_atomic(staging / "manifest.json", manifest)
+        cache.publish(staging, artifacts_dir, key)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return key, True
+
+
+def _safe_title(layer: dict[str, Any], staging: Path) -> str:
+    title = str((layer.get("annotations") or {}).get(TITLE, ""))
+    if not title and layer.get("mediaType") == GGUF_LAYER:
+        title = "model.gguf"
+    path = PurePosixPath(title)
+    if not title or path.is_absolute() or ".." in path.parts or title == "manifest.json":
+        raise InvalidSpec(f"a layer's title {title!r} is not a relative path inside the artifact")
+    if (staging / title).exists():
+        raise InvalidSpec(f"two layers are titled {title!r}")
+    return title
