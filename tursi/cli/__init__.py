@@ -10,7 +10,21 @@ from typing import Any
 import click
 
 from tursi import __version__
-from tursi.cli import bundles, compose, contexts, down, images, loading, logs, pack, ps, stats, system, up
+from tursi.cli import (
+    bundles,
+    compose,
+    contexts,
+    down,
+    images,
+    loading,
+    logs,
+    pack,
+    ps,
+    registry,
+    stats,
+    system,
+    up,
+)
 from tursi.cli.context import CliContext
 from tursi.cli.render import error
 from tursi.core.errors import InternalError, TursiError, classify
@@ -31,7 +45,7 @@ def cli(ctx: click.Context, daemon_url: str | None) -> None:
     ctx.obj = CliContext(Settings.load(os.environ), daemon_url)
 
 
-for module in (up, ps, down, loading, logs, stats, system, images, bundles, contexts, pack, compose):
+for module in (up, ps, down, loading, logs, stats, system, images, bundles, contexts, pack, compose, registry):
     for command in module.COMMANDS:
         cli.add_command(command)
 

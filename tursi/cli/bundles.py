@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
 
 from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
+from tursi.cli.registry import push_reference
 from tursi.cli.spec_options import request_body, spec_options
 from tursi.cli.transfer import fetch_bundle, send_bundle
 from tursi.cli.up import follow
 from tursi.core.errors import InvalidSpec
+from tursi.registry.reference import is_reference
 
 
 @click.command("build")
@@ -58,11 +61,22 @@ def load_cmd(cli: CliContext, bundle: str, force: bool) -> None:
 
 
 @click.command("push")
-@click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
-@click.option("--force", is_flag=True, help="Load even if the bundle was built for other hardware.")
+@click.argument("what")
+@click.option("--force", is_flag=True, help="A bundle: load it even if it was built for other hardware.")
 @pass_cli
-def push_cmd(cli: CliContext, bundle: str, force: bool) -> None:
-    """Send a .tursi bundle to a remote daemon (TURSI_HOST, --daemon or the current context)."""
+def push_cmd(cli: CliContext, what: str, force: bool) -> None:
+    """Push WHAT: a .tursi file (an existing path) goes to a remote daemon (TURSI_HOST, --daemon or the current
+    context); a registry reference (host[:port]/repository:tag, named with `tursi tag`) goes to that registry."""
+    bundle = what
+    if not os.path.isfile(what):
+        if not is_reference(what):
+            raise InvalidSpec(
+                f"{what!r} is neither a file nor a registry reference",
+                param="what",
+                hint="a .tursi file to send to a daemon, or host[:port]/repository:tag (see `tursi tag`)",
+            )
+        push_reference(cli, what)
+        return
     if cli.client.scheme == "unix":
         raise InvalidSpec(
             "push sends to a remote tursid, and the current daemon is this machine's",

@@ -11,10 +11,12 @@ import click
 
 from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
+from tursi.cli.registry import auth_for
 from tursi.cli.spec_options import request_body, spec_options
 from tursi.cli.transfer import send_bundle
 from tursi.client.types import OnEvent, ProgressEvent
 from tursi.core.refs import ALIASES
+from tursi.registry.reference import is_reference
 
 Final = TypeVar("Final")
 
@@ -31,6 +33,8 @@ def up_cmd(cli: CliContext, **params: Any) -> None:
         loaded = send_bundle(cli, model, force=False)
         body["model"] = loaded["key"]
         body.pop("quantization", None)  # decided when it was built
+    if is_reference(model):  # the daemon pulls it; it gets this CLI's credentials for that registry, if any
+        body["registry_auth"] = auth_for(cli, model)
     event = follow(lambda on_event: cli.client.up(body, on_event))
     dep = event["deployment"]
     render.out(f"{dep['name']} is ready: {dep['endpoint']}")

@@ -299,6 +299,25 @@ class ControlClient:
         """Load one idle, exited or failed deployment; returns once it is ready (``load_seconds`` added)."""
         return cast(Deployment, self.request("POST", f"/v1/deployments/{self.quote(name)}/start"))
 
+    def registry_tag(self, source: str, ref: str) -> dict[str, Any]:
+        """Name an artifact (by deployment, key or tag) with a registry reference, on this daemon."""
+        return cast(dict[str, Any], self.request("POST", "/v1/registry/tags", {"source": source, "ref": ref}))
+
+    def registry_push(self, ref: str, auth: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The daemon pushes the artifact tagged ``ref``; what it uploaded and what the registry had."""
+        return cast(dict[str, Any], self.request("POST", "/v1/registry/push", {"ref": ref, "auth": auth}))
+
+    def registry_pull(self, ref: str, auth: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The daemon pulls ``ref`` into its cache; its key and whether anything was downloaded."""
+        return cast(dict[str, Any], self.request("POST", "/v1/registry/pull", {"ref": ref, "auth": auth}))
+
+    def registry_login(self, registry: str, auth: Mapping[str, Any]) -> dict[str, Any]:
+        """Give the daemon its own credentials for ``registry`` (checked there first)."""
+        return cast(dict[str, Any], self.request("POST", "/v1/registry/login", {"registry": registry, **auth}))
+
+    def registry_logout(self, registry: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self.request("DELETE", f"/v1/registry/login/{self.quote(registry)}"))
+
     def down_all(self) -> list[str]:
         """Stop and remove every deployment; the names removed."""
         return cast(list[str], self.request("DELETE", "/v1/deployments")["removed"])

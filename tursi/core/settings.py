@@ -146,6 +146,15 @@ class Settings:
         "path",
         "~/.config",
     )
+    docker_config: str | None = _var(
+        "DOCKER_CONFIG",
+        None,
+        "folder of Docker's `config.json`: registry credentials Tursi reads when it has none of its own "
+        "(`tursi login`)",
+        "tursi, tursid",
+        "path",
+        "~/.docker",
+    )
     host: str | None = _var(
         "TURSI_HOST",
         None,
@@ -292,6 +301,15 @@ class Settings:
     @property
     def daemon_log(self) -> Path:
         return self.home / "tursid.log"
+
+    @property
+    def registries_path(self) -> Path:
+        """The CLI's registry credentials (`tursi login`, 0600)."""
+        return self.config_dir / "tursi" / "registries.json"
+
+    @property
+    def docker_config_path(self) -> Path:
+        return Path(self.docker_config or self.config_dir.parent / ".docker") / "config.json"
 
     @property
     def contexts_path(self) -> Path:

@@ -17,7 +17,7 @@ from converters.cache import remove_stale_staging
 from tursi.core.addresses import gateway_enabled, parse_listen
 from tursi.core.hardware import HardwareProfile, detect_cached
 from tursi.core.settings import Settings
-from tursi.daemon import artifacts, bundles, deployments, system
+from tursi.daemon import artifacts, bundles, deployments, registry_routes, system
 from tursi.daemon.budget import Budget, budget_from
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.gateway import Gateway, build_gateway_app, gateway_secret, waker_app_factory
@@ -65,6 +65,7 @@ def build_app(daemon: Daemon, require_token: bool = True, loopback_only: bool = 
     app.add_routes(deployments.routes)
     app.add_routes(bundles.routes)  # before artifacts: /v1/artifacts/load and /build are not keys
     app.add_routes(artifacts.routes)
+    app.add_routes(registry_routes.routes)
 
     async def on_startup(app: web.Application) -> None:
         removed = remove_stale_staging(daemon.settings.artifacts_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import psutil
@@ -13,7 +14,7 @@ from aiohttp import web
 from converters import cache
 from tursi.core.errors import DeploymentNotRunning, InvalidSpec
 from tursi.core.spec import DeploymentSpec
-from tursi.daemon import deploy_service, placement
+from tursi.daemon import deploy_service, placement, registry_routes
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.daemon.log_follow import follow as follow_log
 from tursi.daemon.logfiles import log_path, parse_since, read_lines
@@ -21,6 +22,7 @@ from tursi.daemon.memory import release_free_memory
 from tursi.daemon.state import ACTIVE, Deployment
 from tursi.http.guards import is_loopback_bind, read_json
 from tursi.http.streaming import EventStream
+from tursi.registry.reference import is_reference, parse_reference
 
 log = logging.getLogger(__name__)
 SHOWN = (*ACTIVE, "idle")  # what `ps` lists without --all: loaded, or unloaded and ready to load
@@ -121,6 +123,9 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     # Everything that can fail fast does so before the 200 is committed, with a real status code.
     spec = DeploymentSpec.parse(body)
+    if is_reference(spec.model):  # a registry reference: this daemon pulls it, then deploys what it pulled
+        pulled = await registry_routes.pull_into_cache(daemon, parse_reference(spec.model), body.get("registry_auth"))
+        spec = replace(spec, model=pulled["key"])
     up = await asyncio.get_running_loop().run_in_executor(None, deploy_service.plan_up, daemon, spec)
     up.name, up.port = placement.claim(
         daemon,

@@ -178,6 +178,21 @@ class StateStore:
     def remove_artifact(self, key: str) -> bool:
         return self._db.execute("DELETE FROM artifacts WHERE key = ?", (key,)).rowcount > 0
 
+    # -- registry tags -------------------------------------------------------------------------
+
+    def set_tag(self, ref: str, artifact_key: str, digest: str | None = None) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO registry_tags (ref, artifact_key, digest, created_at) VALUES (?, ?, ?, ?)",
+            (ref, artifact_key, digest, self.clock()),
+        )
+
+    def get_tag(self, ref: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM registry_tags WHERE ref = ?", (ref,)).fetchone()
+        return dict(row) if row else None
+
+    def list_tags(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._db.execute("SELECT * FROM registry_tags ORDER BY ref")]
+
     # -- events --------------------------------------------------------------------------------
 
     def add_event(self, deployment: str | None, kind: str, detail: str = "") -> None:

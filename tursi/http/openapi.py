@@ -187,6 +187,30 @@ def control() -> dict[str, Any]:
                     ],
                 ),
             },
+            "/v1/registry/tags": {
+                "get": _op(
+                    "Registry references this daemon knows artifacts by", _json({"type": "array", "items": OBJ})
+                ),
+                "post": _op(
+                    "Tag: name an artifact (deployment, key or tag) with a registry reference", _json(OBJ), _json(OBJ)
+                ),
+            },
+            "/v1/registry/push": {
+                "post": _op("Push the artifact tagged `ref` to its registry", _json(OBJ), _json(OBJ))
+            },
+            "/v1/registry/pull": {
+                "post": _op("Pull `ref` into the artifact cache, every blob checked", _json(OBJ), _json(OBJ))
+            },
+            "/v1/registry/login": {
+                "post": _op("Keep the daemon's own credentials for a registry", _json(OBJ), _json(OBJ))
+            },
+            "/v1/registry/login/{registry}": {
+                "delete": _op(
+                    "Forget the daemon's credentials for a registry",
+                    _json(OBJ),
+                    params=[_path_param("registry", {"type": "string"})],
+                )
+            },
             "/v1/artifacts": {"get": _op("Cached artifacts (images)", _json({"type": "array", "items": OBJ}))},
             "/v1/artifacts/{key}": {"delete": _op("Remove an unused artifact (rmi)", _json(FREED), params=[key])},
             "/v1/artifacts/prune": {"post": _op("Remove unused artifacts", _json(FREED))},

@@ -79,8 +79,7 @@ class RegistryClient:
             conn = self._connection()
             if hasattr(body, "seek"):
                 body.seek(0)
-            conn.request(method, path, body=body, headers={**(headers or {}), **self._auth_header(scope)})
-            resp = conn.getresponse()
+            resp = self._send(conn, method, path, body, {**(headers or {}), **self._auth_header(scope)})
             if resp.status != 401 or attempt == 1:
                 break
             challenge = resp.getheader("WWW-Authenticate", "")
@@ -92,6 +91,21 @@ class RegistryClient:
                 f"{self.registry} refused the credentials for {scope}", hint=f"tursi login {self.registry}"
             )
         return resp
+
+    def _send(
+        self, conn: http.client.HTTPConnection, method: str, path: str, body: Any, headers: dict[str, str]
+    ) -> http.client.HTTPResponse:
+        """One exchange; a registry that cannot be reached or trusted is a RegistryFailed that says which."""
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            return conn.getresponse()
+        except ssl.SSLCertVerificationError as e:
+            raise RegistryFailed(
+                f"{self.registry}'s TLS certificate is not trusted here: {e.verify_message}",
+                hint=f"tursi login {self.registry} --ca-file CERT (add --daemon for the daemon's own pulls)",
+            ) from None
+        except (OSError, http.client.HTTPException) as e:
+            raise RegistryFailed(f"cannot reach the registry {self.registry}: {e}") from None
 
     def _authenticate(self, challenge: str, scope: str) -> None:
         scheme, _, rest = challenge.partition(" ")
@@ -120,8 +134,7 @@ class RegistryClient:
         if self.username is not None:
             raw = f"{self.username}:{self.password or ''}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
-        conn.request("GET", f"{url.path or '/'}?{urllib.parse.urlencode(query)}", headers=headers)
-        resp = conn.getresponse()
+        resp = self._send(conn, "GET", f"{url.path or '/'}?{urllib.parse.urlencode(query)}", None, headers)
         data = resp.read()
         if resp.status in (401, 403):
             raise RegistryUnauthorized(f"{self.registry}'s token service refused the credentials")

@@ -1,0 +1,65 @@
+"""The registry verbs end to end: `tursi login` (checked, kept 0600), `tag`, `push` (a second push uploads nothing),
+and a second daemon (another "device") that pulls for itself: `tursi pull REF`, and `tursi up REF` with the
+daemon's own credentials (`tursi login --daemon`) while its CLI has none. Real tursid processes, a real registry."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from pathlib import Path
+
+from tests.conftest import CLI, DaemonProc, Env, make_env, stop_everything_in
+from tests.integration.registry_server import PASSWORD, USER, Registry
+from tests.integration.test_lifecycle import embed
+
+
+def isolated(env: Env) -> Env:
+    """The CLI's registry credentials and Docker's config inside the test's home, never the user's."""
+    env.vars["XDG_CONFIG_HOME"] = str(env.home / "config")
+    env.vars["DOCKER_CONFIG"] = str(env.home / "docker")
+    return env
+
+
+def login(env: Env, registry: Registry, password: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    argv = [*CLI, "login", registry.netloc, "-u", USER, "--password-stdin", "--ca-file", str(registry.cafile), *extra]
+    return subprocess.run(argv, env=env.vars, input=password + "\n", capture_output=True, text=True, timeout=120)
+
+
+def test_login_tag_push_and_a_device_that_pulls_for_itself(
+    env: Env, daemon: DaemonProc, registry: Registry, tiny_bert: Path, tiny_bert_artifacts: Path, tmp_path: Path
+) -> None:
+    isolated(env)
+    wrong = login(env, registry, "wrong-password")
+    assert wrong.returncode == 77, wrong.stderr
+    assert "refused the credentials" in wrong.stderr
+    ok = login(env, registry, PASSWORD)
+    assert ok.returncode == 0, ok.stderr
+    kept = env.home / "config" / "tursi" / "registries.json"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert PASSWORD in kept.read_text()  # the CLI's own file, 0600, as Docker's config.json keeps it
+
+    env.cli("up", str(tiny_bert), "--name", "emb", check=True)
+    ref = f"{registry.netloc}/models/emb:v1"
+    assert ref in env.cli("tag", "emb", ref, check=True).stdout
+    first = env.cli("push", ref, check=True).stdout
+    second = env.cli("push", ref, check=True).stdout
+    assert "0 blobs, 0B uploaded" in second.replace(" B", "B"), second
+    print(f"\nfirst push:  {first.strip()}\nsecond push: {second.strip()}")
+
+    device = isolated(make_env(tmp_path / "device"))  # another machine's tursid, and a CLI with no credentials
+    device_daemon = DaemonProc(device).start()
+    try:
+        refused = device.cli("up", ref, "--name", "emb")  # it trusts neither the registry's certificate nor us
+        assert refused.returncode == 69, refused.stderr
+        assert "TLS certificate is not trusted" in refused.stderr
+        assert "--ca-file" in refused.stderr
+        assert login(device, registry, PASSWORD, "--daemon").returncode == 0  # the daemon keeps its own
+        assert not (device.home / "config" / "tursi" / "registries.json").exists()
+        up = device.cli("up", ref, "--name", "emb", check=True)
+        assert "emb is ready" in up.stdout
+        (dep,) = device.ps()
+        assert embed(dep["endpoint"], ["pulled by the device itself"]).shape == (1, 32)
+        assert "already present" in device.cli("pull", ref, check=True).stdout
+    finally:
+        device_daemon.terminate()
+        stop_everything_in(device.home)

@@ -1,0 +1,137 @@
+"""Control API resource: /v1/registry: artifacts to and from OCI registries (tag, push, pull, login).
+
+tursid does the registry traffic itself: it holds the artifact cache, and a device pulls for itself (`tursi up REF`
+against a remote daemon) instead of through the workstation. Credentials come with the request (the CLI sends its
+own for that registry) or from the daemon's own store (`tursi login --daemon`), never stored from a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from converters import cache
+from tursi.core.addresses import is_loopback
+from tursi.core.errors import DeploymentNotFound, InvalidSpec
+from tursi.daemon.context import DAEMON, Daemon
+from tursi.http.guards import read_json
+from tursi.registry.artifacts import pull_artifact, push_artifact
+from tursi.registry.client import RegistryClient
+from tursi.registry.credentials import CredentialStore, RegistryAuth
+from tursi.registry.reference import Reference, parse_reference
+
+routes = web.RouteTableDef()
+
+
+def daemon_credentials(daemon: Daemon) -> CredentialStore:
+    return CredentialStore(daemon.settings.home / "registries.json")
+
+
+def client_for(daemon: Daemon, ref: Reference, given: Any) -> RegistryClient:
+    """A client for ``ref``'s registry with the request's credentials, else the daemon's own."""
+    auth = RegistryAuth.from_json(given) if isinstance(given, dict) else daemon_credentials(daemon).get(ref.registry)
+    if auth.plain_http and not is_loopback(ref.registry.rsplit(":", 1)[0].strip("[]")):
+        raise InvalidSpec("plain HTTP is for a registry on loopback only", param="auth.plain_http")
+    return RegistryClient(ref.registry, auth.username, auth.password, auth.ca_file, auth.plain_http)
+
+
+def _ref(body: dict[str, Any], field: str = "ref") -> Reference:
+    value = body.get(field)
+    if not isinstance(value, str):
+        raise InvalidSpec(f"'{field}' must be a registry reference (host[:port]/repository[:tag])", param=field)
+    return parse_reference(value)
+
+
+def source_key(daemon: Daemon, source: str) -> str:
+    """The artifact ``source`` names: a deployment, an artifact key (or a unique prefix of one) or a known tag."""
+    dep = daemon.store.get_deployment(source)
+    if dep is not None and dep.artifact_key:
+        return dep.artifact_key
+    tag = daemon.store.get_tag(source)
+    if tag is not None:
+        return str(tag["artifact_key"])
+    root = daemon.settings.artifacts_dir
+    found = [d.name for d in root.iterdir() if d.name.startswith(source) and not d.name.startswith(".")] if (
+        len(source) >= 6 and root.is_dir()) else []  # fmt: skip
+    if len(found) == 1 and cache.lookup(root, found[0]) is not None:
+        return found[0]
+    raise DeploymentNotFound(f"no deployment, artifact or tag named {source!r}", hint="tursi images; tursi ps")
+
+
+@routes.post("/v1/registry/tags")
+async def tag(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    body = await read_json(request)
+    ref = _ref(body)
+    if ref.digest:
+        raise InvalidSpec("a tag names a tag, not a digest", param="ref")
+    source = body.get("source")
+    if not isinstance(source, str) or not source:
+        raise InvalidSpec("'source' must name a deployment, an artifact key or a tag", param="source")
+    key = source_key(daemon, source)
+    daemon.store.set_tag(str(ref), key)
+    return web.json_response({"ref": str(ref), "key": key})
+
+
+@routes.get("/v1/registry/tags")
+async def tags(request: web.Request) -> web.Response:
+    return web.json_response(request.app[DAEMON].store.list_tags())
+
+
+@routes.post("/v1/registry/push")
+async def push(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    body = await read_json(request)
+    ref = _ref(body)
+    known = daemon.store.get_tag(str(ref))
+    if known is None:
+        raise DeploymentNotFound(f"no artifact is tagged {ref} here", hint=f"tursi tag SOURCE {ref}")
+    artifact = daemon.settings.artifacts_dir / str(known["artifact_key"])
+    client = client_for(daemon, ref, body.get("auth"))
+    pushed = await asyncio.get_running_loop().run_in_executor(None, push_artifact, client, ref, artifact)
+    daemon.store.set_tag(str(ref), str(known["artifact_key"]), pushed.digest)
+    return web.json_response(asdict(pushed))
+
+
+async def pull_into_cache(daemon: Daemon, ref: Reference, auth: Any) -> dict[str, Any]:
+    client = client_for(daemon, ref, auth)
+    root = daemon.settings.artifacts_dir
+    key, downloaded = await asyncio.get_running_loop().run_in_executor(None, pull_artifact, client, ref, root)
+    manifest = cache.lookup(root, key) or {}
+    plan = manifest.get("plan", {})
+    quant = str(manifest.get("quantization") or plan.get("quantization", ""))
+    daemon.store.record_artifact(key, str(root / key), str(ref), plan.get("format", ""), quant,
+                                 int(manifest.get("size_bytes", 0)))  # fmt: skip
+    daemon.store.set_tag(str(ref), key)
+    return {"ref": str(ref), "key": key, "downloaded": downloaded, "bytes": client.traffic.bytes_downloaded}
+
+
+@routes.post("/v1/registry/pull")
+async def pull(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    body = await read_json(request)
+    return web.json_response(await pull_into_cache(daemon, _ref(body), body.get("auth")))
+
+
+@routes.post("/v1/registry/login")
+async def login(request: web.Request) -> web.Response:
+    """The daemon's own credentials for a registry (`tursi login --daemon`), checked before they are kept."""
+    daemon = request.app[DAEMON]
+    body = await read_json(request)
+    registry = body.get("registry")
+    if not isinstance(registry, str) or not registry:
+        raise InvalidSpec("'registry' must be host[:port]", param="registry")
+    auth = RegistryAuth.from_json(body)
+    client = client_for(daemon, Reference(registry, "x"), auth.as_json())
+    await asyncio.get_running_loop().run_in_executor(None, client.ping)
+    daemon_credentials(daemon).save(registry, auth)
+    return web.json_response({"registry": registry, "stored": True})
+
+
+@routes.delete("/v1/registry/login/{registry}")
+async def logout(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return web.json_response({"removed": daemon_credentials(daemon).remove(request.match_info["registry"])})
