@@ -4,6 +4,7 @@ daemon's own credentials (`tursi login --daemon`) while its CLI has none. Real t
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 from pathlib import Path
@@ -63,3 +64,21 @@ def test_login_tag_push_and_a_device_that_pulls_for_itself(
     finally:
         device_daemon.terminate()
         stop_everything_in(device.home)
+
+
+def test_one_tag_for_several_targets_gives_each_device_its_own(
+    env: Env, daemon: DaemonProc, registry: Registry, tiny_bert: Path
+) -> None:
+    """`tursi build --target rpi5,x86-64-v3 --push REF` pushes an OCI image index; a pull on this x86 machine gets
+    the x86-64-v3 entry (the same fit rules as bundles)."""
+    isolated(env)
+    assert login(env, registry, PASSWORD).returncode == 0
+    ref = f"{registry.netloc}/models/multi:v1"
+    out = env.cli("build", str(tiny_bert), "--target", "rpi5,x86-64-v3", "--push", ref, check=True).stdout
+    assert "index sha256:" in out
+    pulled = env.cli("pull", ref, check=True).stdout
+    key = pulled.split("artifact ")[1].split()[0]
+    (folder,) = [d for d in (env.home / "artifacts").iterdir() if d.name.startswith(key)]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["plan"]["params"]["hardware_target"] == "x86-64-v3"
+    print(f"\n{out.strip()}\n{pulled.strip()} -> built for {manifest['plan']['params']['hardware_target']}")

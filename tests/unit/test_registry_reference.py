@@ -60,3 +60,21 @@ def test_credentials_are_kept_0600_and_docker_config_is_read(tmp_path: Path) -> 
     assert store.get("reg.lan:5000") == RegistryAuth("me", "pw", "/ca.pem")
     assert store.remove("reg.lan:5000")
     assert not store.remove("reg.lan:5000")
+
+
+def test_a_multi_target_tag_picks_the_entry_that_fits_or_says_why_none_does() -> None:
+    from tursi.core.errors import TargetMismatch
+    from tursi.core.hardware import load_target
+    from tursi.registry.artifacts import PROFILE, choose, platform_of
+
+    def entry(name: str) -> dict[str, object]:
+        return {"digest": name, "platform": platform_of(load_target(name).arch), "annotations": {PROFILE: name}}
+
+    offered = [entry("rpi5"), entry("x86-64-v3"), entry("x86-64-v4")]
+    ref = parse_reference("reg.lan/m:v1")
+    assert choose(ref, offered, load_target("rpi5"))["digest"] == "rpi5"
+    assert choose(ref, offered, load_target("x86-64-v4"))["digest"] == "x86-64-v4"  # the most specific that fits
+    assert choose(ref, offered, load_target("x86-64-v3"))["digest"] == "x86-64-v3"
+    with pytest.raises(TargetMismatch, match="rpi5: planned for rpi5 with dotprod"):
+        choose(ref, offered, load_target("rpi4"))
+    assert platform_of("aarch64") == {"os": "linux", "architecture": "arm64", "variant": "v8"}

@@ -9,7 +9,7 @@ import click
 
 from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
-from tursi.cli.registry import push_reference
+from tursi.cli.registry import auth_for, push_reference
 from tursi.cli.spec_options import request_body, spec_options
 from tursi.cli.transfer import fetch_bundle, send_bundle
 from tursi.cli.up import follow
@@ -19,14 +19,23 @@ from tursi.registry.reference import is_reference
 
 @click.command("build")
 @spec_options("source")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .tursi file to write.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="The .tursi file to write.")
+@click.option(
+    "--push",
+    "push_ref",
+    metavar="REF",
+    help="Push to a registry instead (host[:port]/repository:tag); with --target a,b,c: one tag for all of them.",
+)
 @spec_options("conversion")
 @click.option("--name", help="Name stored in the bundle (default: from the model).")
 @pass_cli
-def build_cmd(cli: CliContext, output: str, name: str | None, **params: Any) -> None:
-    """Convert MODEL for a device profile and write it as a .tursi bundle (no deployment)."""
-    if not output.endswith(".tursi"):
-        raise InvalidSpec("the output file must end in .tursi", param="output")
+def build_cmd(cli: CliContext, output: str | None, push_ref: str | None, name: str | None, **params: Any) -> None:
+    """Convert MODEL for a device profile and write it as a .tursi bundle, or push it (no deployment)."""
+    if push_ref is not None:
+        build_and_push(cli, push_ref, params)
+        return
+    if output is None or not output.endswith(".tursi"):
+        raise InvalidSpec("the output file (-o) must end in .tursi, or give --push REF", param="output")
     body = request_body(params, "source", "conversion")
     event = follow(lambda on_event: cli.client.build(body, on_event))
     manifest = event["manifest"]
@@ -36,6 +45,29 @@ def build_cmd(cli: CliContext, output: str, name: str | None, **params: Any) -> 
         f"built {output}: {manifest['plan']['format']} {quant} for {event['target']}, "
         f"{render.human_size(size)} (artifact {event['key'][:12]})"
     )
+
+
+def build_and_push(cli: CliContext, ref: str, params: dict[str, Any]) -> None:
+    """Build for each of ``--target a,b,c`` (or this machine), then push one tag: an index when several."""
+    targets = [t.strip() for t in (params.get("target") or "").split(",") if t.strip()] or [None]
+    keys = []
+    for target in targets:
+        event = _build(cli, request_body({**params, "target": target}, "source", "conversion"))
+        keys.append(event["key"])
+        render.out(f"built {event['key'][:12]} for {event['target']}")
+    if len(keys) == 1:
+        cli.client.registry_tag(keys[0], ref)
+        push_reference(cli, ref)
+        return
+    answer = cli.client.registry_push_index(ref, keys, auth_for(cli, ref))
+    render.out(
+        f"{answer['reference']}: index {answer['digest']} for {', '.join(str(t) for t in targets)} "
+        f"({answer['blobs_uploaded']} blobs, {render.human_size(answer['bytes_uploaded'])} uploaded)"
+    )
+
+
+def _build(cli: CliContext, body: dict[str, Any]) -> Any:
+    return follow(lambda on_event: cli.client.build(body, on_event))
 
 
 @click.command("save")

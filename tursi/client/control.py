@@ -307,6 +307,11 @@ class ControlClient:
         """The daemon pushes the artifact tagged ``ref``; what it uploaded and what the registry had."""
         return cast(dict[str, Any], self.request("POST", "/v1/registry/push", {"ref": ref, "auth": auth}))
 
+    def registry_push_index(self, ref: str, sources: list[str], auth: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The daemon pushes ``sources`` (built for target profiles) as one multi-target tag ``ref``."""
+        body = {"ref": ref, "sources": sources, "auth": auth}
+        return cast(dict[str, Any], self.request("POST", "/v1/registry/push-index", body))
+
     def registry_pull(self, ref: str, auth: Mapping[str, Any] | None) -> dict[str, Any]:
         """The daemon pulls ``ref`` into its cache; its key and whether anything was downloaded."""
         return cast(dict[str, Any], self.request("POST", "/v1/registry/pull", {"ref": ref, "auth": auth}))

@@ -16,9 +16,10 @@ from aiohttp import web
 from converters import cache
 from tursi.core.addresses import is_loopback
 from tursi.core.errors import DeploymentNotFound, InvalidSpec
+from tursi.core.hardware import load_target
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.http.guards import read_json
-from tursi.registry.artifacts import pull_artifact, push_artifact
+from tursi.registry.artifacts import pull_artifact, push_artifact, push_index
 from tursi.registry.client import RegistryClient
 from tursi.registry.credentials import CredentialStore, RegistryAuth
 from tursi.registry.reference import Reference, parse_reference
@@ -96,10 +97,34 @@ async def push(request: web.Request) -> web.Response:
     return web.json_response(asdict(pushed))
 
 
+@routes.post("/v1/registry/push-index")
+async def push_targets(request: web.Request) -> web.Response:
+    """One tag for several targets: ``sources`` (deployments, keys or tags of artifacts built for target profiles)
+    pushed as an OCI image index under ``ref``."""
+    daemon = request.app[DAEMON]
+    body = await read_json(request)
+    ref = _ref(body)
+    sources = body.get("sources")
+    if not isinstance(sources, list) or not sources or not all(isinstance(s, str) for s in sources):
+        raise InvalidSpec("'sources' must be a list of artifacts (deployments, keys or tags)", param="sources")
+    entries = []
+    for source in sources:
+        key = source_key(daemon, source)
+        manifest = cache.lookup(daemon.settings.artifacts_dir, key) or {}
+        target = str(manifest.get("plan", {}).get("params", {}).get("hardware_target") or "detected")
+        profile = daemon.hardware if target == "detected" else load_target(target)
+        entries.append((daemon.settings.artifacts_dir / key, profile))
+    client = client_for(daemon, ref, body.get("auth"))
+    pushed = await asyncio.get_running_loop().run_in_executor(None, push_index, client, ref, entries)
+    return web.json_response(asdict(pushed))
+
+
 async def pull_into_cache(daemon: Daemon, ref: Reference, auth: Any) -> dict[str, Any]:
     client = client_for(daemon, ref, auth)
     root = daemon.settings.artifacts_dir
-    key, downloaded = await asyncio.get_running_loop().run_in_executor(None, pull_artifact, client, ref, root)
+    key, downloaded = await asyncio.get_running_loop().run_in_executor(
+        None, pull_artifact, client, ref, root, daemon.hardware
+    )
     manifest = cache.lookup(root, key) or {}
     plan = manifest.get("plan", {})
     quant = str(manifest.get("quantization") or plan.get("quantization", ""))

@@ -198,6 +198,11 @@ def control() -> dict[str, Any]:
             "/v1/registry/push": {
                 "post": _op("Push the artifact tagged `ref` to its registry", _json(OBJ), _json(OBJ))
             },
+            "/v1/registry/push-index": {
+                "post": _op(
+                    "Push several artifacts (built for target profiles) as one multi-target tag", _json(OBJ), _json(OBJ)
+                )
+            },
             "/v1/registry/pull": {
                 "post": _op("Pull `ref` into the artifact cache, every blob checked", _json(OBJ), _json(OBJ))
             },

@@ -20,12 +20,14 @@ import json
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from converters import cache
-from tursi.core.errors import InvalidSpec, RegistryFailed
+from tursi.core.errors import InvalidSpec, RegistryFailed, TargetMismatch
+from tursi.core.fit import misfits
+from tursi.core.hardware import HardwareProfile, target_profiles
 from tursi.registry.client import RegistryClient, file_digest
 from tursi.registry.reference import Reference
 
@@ -37,6 +39,7 @@ TURSI_CONFIG = "application/vnd.tursi.model.config.v1+json"
 TURSI_FILE = "application/vnd.tursi.file.v1"
 TURSI_ONNX = "application/vnd.tursi.onnx.v1"
 TITLE = "org.opencontainers.image.title"
+PROFILE = "dev.tursi.target.profile"
 KEY = re.compile(r"[0-9a-f]{16,64}")
 
 
@@ -49,8 +52,9 @@ class Pushed:
     blobs_skipped: int
 
 
-def push_artifact(client: RegistryClient, ref: Reference, artifact: Path) -> Pushed:
-    """Pushes the cached artifact folder ``artifact`` under ``ref`` (its tag)."""
+def push_artifact(client: RegistryClient, ref: Reference, artifact: Path, by_digest: bool = False) -> Pushed:
+    """Pushes the cached artifact folder ``artifact`` under ``ref`` (its tag; only by its digest with
+    ``by_digest``, as an index's entry)."""
     manifest = json.loads((artifact / "manifest.json").read_text(encoding="utf-8"))
     gguf = manifest.get("plan", {}).get("format") == "gguf"
     layers: list[dict[str, Any]] = []
@@ -78,11 +82,69 @@ def push_artifact(client: RegistryClient, ref: Reference, artifact: Path) -> Pus
         "annotations": {"dev.tursi.artifact.key": str(manifest.get("key", ""))},
     }
     body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
-    digest = client.put_manifest(ref.repository, ref.tag or "latest", body, OCI_MANIFEST)
+    pointer = _bytes_digest(body)[0] if by_digest else ref.tag or "latest"
+    digest = client.put_manifest(ref.repository, pointer, body, OCI_MANIFEST)
+    return _pushed(client, ref, digest, before)
+
+
+def _pushed(client: RegistryClient, ref: Reference, digest: str, before: tuple[int, int, int]) -> Pushed:
     t = client.traffic
     return Pushed(
         str(ref), digest, t.blobs_uploaded - before[0], t.bytes_uploaded - before[1], t.blobs_skipped - before[2]
     )
+
+
+def push_index(client: RegistryClient, ref: Reference, entries: list[tuple[Path, HardwareProfile]]) -> Pushed:
+    """One tag for several targets: each artifact pushed by digest, then an OCI image index under ``ref``'s tag
+    whose entries carry ``platform`` and the target profile's name (``dev.tursi.target.profile``)."""
+    before = (client.traffic.blobs_uploaded, client.traffic.bytes_uploaded, client.traffic.blobs_skipped)
+    manifests = []
+    for artifact, profile in entries:
+        pushed = push_artifact(client, ref, artifact, by_digest=True)
+        size = len(client.get_manifest(ref.repository, pushed.digest)[0])
+        manifests.append(
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": pushed.digest,
+                "size": size,
+                "platform": platform_of(profile.arch),
+                "annotations": {PROFILE: profile.name},
+            }
+        )
+    doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+    body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    return _pushed(client, ref, client.put_manifest(ref.repository, ref.tag or "latest", body, OCI_INDEX), before)
+
+
+def platform_of(arch: str) -> dict[str, str]:
+    """OCI's platform for a profile's architecture, as Docker writes it (64-bit ARM boards: arm64 v8)."""
+    if arch in ("aarch64", "arm64"):
+        return {"os": "linux", "architecture": "arm64", "variant": "v8"}
+    if arch in ("armv7l", "arm"):
+        return {"os": "linux", "architecture": "arm", "variant": "v7"}
+    return {"os": "linux", "architecture": "amd64" if arch in ("x86_64", "amd64") else arch}
+
+
+def choose(ref: Reference, entries: list[dict[str, Any]], device: HardwareProfile) -> dict[str, Any]:
+    """The index entry for ``device``: by its target profile and the same fit rules as bundles; of several that
+    fit, the one planned for the most CPU features. TargetMismatch says what the tag offers and why none fits."""
+    known = target_profiles()
+    fitting: list[tuple[int, dict[str, Any]]] = []
+    why = []
+    for entry in entries:
+        name = str((entry.get("annotations") or {}).get(PROFILE, ""))
+        platform = entry.get("platform") or {}
+        target: dict[str, Any] = (
+            asdict(known[name]) if name in known else {"name": name or "?", "arch": platform.get("architecture")}
+        )
+        reasons = misfits(target, device, 0)
+        if reasons:
+            why.append(f"{target['name']}: {'; '.join(reasons)}")
+        else:
+            fitting.append((len(target.get("features") or ()), entry))
+    if not fitting:
+        raise TargetMismatch(f"{ref} offers no artifact for this device: {' | '.join(why) or 'no entries'}")
+    return max(fitting, key=lambda pair: pair[0])[1]
 
 
 def _config(manifest: dict[str, Any], layers: list[dict[str, Any]], gguf: bool) -> bytes:
@@ -108,12 +170,19 @@ def _bytes_digest(data: bytes) -> tuple[str, int]:
     return "sha256:" + hashlib.sha256(data).hexdigest(), len(data)
 
 
-def pull_artifact(client: RegistryClient, ref: Reference, artifacts_dir: Path) -> tuple[str, bool]:
-    """Pulls ``ref`` into the artifact cache: (its key, whether anything was downloaded)."""
+def pull_artifact(
+    client: RegistryClient, ref: Reference, artifacts_dir: Path, device: HardwareProfile | None = None
+) -> tuple[str, bool]:
+    """Pulls ``ref`` into the artifact cache: (its key, whether anything was downloaded). A multi-target tag
+    gives the entry that fits ``device``."""
     body, media_type, _ = client.get_manifest(ref.repository, ref.pointer)
     doc = json.loads(body)
     if media_type == OCI_INDEX or doc.get("manifests") is not None:
-        raise RegistryFailed(f"{ref} is a multi-target index: choosing an entry is not built yet")
+        if device is None:
+            raise RegistryFailed(f"{ref} is a multi-target tag: pulling it needs the device's hardware")
+        entry = choose(ref, list(doc.get("manifests") or []), device)
+        body, _, _ = client.get_manifest(ref.repository, str(entry["digest"]))
+        doc = json.loads(body)
     config_desc = doc["config"]
     buf = io.BytesIO()
     client.fetch_blob(ref.repository, config_desc["digest"], int(config_desc["size"]), buf)
