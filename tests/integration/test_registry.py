@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from tests.conftest import DaemonProc, make_env, stop_everything_in
 from tests.integration.registry_server import PASSWORD, USER, Registry
 from tursi.core.errors import DigestMismatch, RegistryUnauthorized
-from tursi.registry.artifacts import GGUF_LAYER, MODEL_CONFIG, TURSI_CONFIG, pull_artifact, push_artifact
+from tursi.registry.artifacts import GGUF_LAYER, MODEL_CONFIG, TURSI_CONFIG, Pulled, pull_artifact, push_artifact
 from tursi.registry.client import RegistryClient
 from tursi.registry.reference import parse_reference
 
@@ -91,14 +90,15 @@ def test_push_then_pull_elsewhere_and_a_second_push_uploads_nothing(
     for pointer in ("v1", first.digest):  # by tag, then by digest
         cache = tmp_path / f"cache-{pointer[:6]}"
         by = parse_reference(f"{registry.netloc}/models/{kind}" + (f"@{pointer}" if ":" in pointer else f":{pointer}"))
-        key, downloaded = pull_artifact(client(registry), by, cache)
-        assert downloaded
+        pulled = pull_artifact(client(registry), by, cache)
+        key = str(pulled.key)
+        assert pulled.downloaded
         assert digests(cache / key) == digests(artifact)
         assert json.loads((cache / key / "manifest.json").read_text()) == json.loads(
             (artifact / "manifest.json").read_text()
         )
         again_client = client(registry)
-        assert pull_artifact(again_client, by, cache) == (key, False)
+        assert pull_artifact(again_client, by, cache) == Pulled(key, None, False)
         assert again_client.traffic.bytes_downloaded < 100_000  # the manifest and config only, no model
 
 
@@ -129,4 +129,6 @@ def test_a_blob_corrupted_in_the_registry_is_refused_and_nothing_is_kept(
         assert list(cache.iterdir()) == []  # no artifact, no staging left behind
     finally:
         blob.write_bytes(saved)
-    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+    pulled = pull_artifact(client(registry), ref, tmp_path / "cache")  # the next pull starts over, cleanly
+    assert pulled.downloaded
+    assert digests(tmp_path / "cache" / str(pulled.key)) == digests(onnx_artifact)

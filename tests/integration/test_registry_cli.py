@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import CLI, DaemonProc, Env, make_env, stop_everything_in
 from tests.integration.registry_server import PASSWORD, USER, Registry
-from tests.integration.test_lifecycle import embed
+from tests.integration.test_lifecycle import embed, post
 
 
 def isolated(env: Env) -> Env:
@@ -82,3 +82,60 @@ def test_one_tag_for_several_targets_gives_each_device_its_own(
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["plan"]["params"]["hardware_target"] == "x86-64-v3"
     print(f"\n{out.strip()}\n{pulled.strip()} -> built for {manifest['plan']['params']['hardware_target']}")
+
+
+def test_a_model_spec_artifact_pushed_the_way_docker_does_deploys(
+    env: Env, daemon: DaemonProc, registry: Registry, smollm2_gguf: Path
+) -> None:
+    """What `docker model push` writes (docker/model-spec, the fields Docker's own code writes): an OCI manifest,
+    the model config and one GGUF layer plus a license layer, and no Tursi manifest. `tursi up REF` pulls the
+    GGUF (checked), imports it like any GGUF file and serves it."""
+    import hashlib
+    import io
+
+    from tursi.registry.artifacts import GGUF_LAYER, MODEL_CONFIG, OCI_MANIFEST
+    from tursi.registry.client import RegistryClient, file_digest
+
+    isolated(env)
+    assert login(env, registry, PASSWORD).returncode == 0
+    docker = RegistryClient(registry.netloc, USER, PASSWORD, cafile=str(registry.cafile))
+    gguf_digest, gguf_size = file_digest(smollm2_gguf)
+    license_text = b"Apache-2.0\n"
+    license_digest = "sha256:" + hashlib.sha256(license_text).hexdigest()
+    config = json.dumps(
+        {
+            "config": {
+                "format": "gguf",
+                "quantization": "Q4_1",
+                "parameters": "134.52 M",
+                "architecture": "llama",
+                "size": "93.81 MiB",
+            },
+            "descriptor": {"created": "2026-11-30T00:00:00Z"},
+            "rootfs": {"type": "rootfs", "diff_ids": [gguf_digest, license_digest]},
+        }  # fmt: skip
+    ).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    docker.push_blob("ai/smollm2", io.BytesIO(config), config_digest, len(config))
+    with smollm2_gguf.open("rb") as fh:
+        docker.push_blob("ai/smollm2", fh, gguf_digest, gguf_size)
+    docker.push_blob("ai/smollm2", io.BytesIO(license_text), license_digest, len(license_text))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": MODEL_CONFIG, "size": len(config), "digest": config_digest},
+        "layers": [
+            {"mediaType": GGUF_LAYER, "size": gguf_size, "digest": gguf_digest},
+            {"mediaType": "application/vnd.docker.ai.license", "size": len(license_text), "digest": license_digest},
+        ],
+    }
+    docker.put_manifest("ai/smollm2", "latest", json.dumps(manifest).encode(), OCI_MANIFEST)
+
+    ref = f"{registry.netloc}/ai/smollm2:latest"
+    assert "pushed by another tool" in env.cli("pull", ref, check=True).stdout
+    env.cli("up", ref, "--name", "dmr", "--ctx-size", "256", check=True)
+    (dep,) = env.ps()
+    assert dep["format"] == "gguf"
+    status, reply = post(f"{dep['endpoint']}/completions", {"prompt": "Hello", "max_tokens": 4})
+    assert status == 200, reply
+    assert reply["usage"]["completion_tokens"] > 0

@@ -79,6 +79,9 @@ def pull_cmd(cli: CliContext, ref: str) -> None:
     """Fetch REF into the daemon's artifact cache (every blob checked against its digest as it streams)."""
     answer = cli.client.registry_pull(ref, auth_for(cli, ref))
     verb = f"pulled {render.human_size(answer['bytes'])}" if answer["downloaded"] else "already present"
+    if answer.get("key") is None:  # another tool's model-spec artifact
+        render.out(f"{answer['ref']}: {verb}, a GGUF pushed by another tool; deploy it with: tursi up {answer['ref']}")
+        return
     render.out(f"{answer['ref']}: {verb}, artifact {answer['key'][:12]} (tursi up {answer['key'][:12]})")
 
 

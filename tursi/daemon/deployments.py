@@ -125,7 +125,7 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
     spec = DeploymentSpec.parse(body)
     if is_reference(spec.model):  # a registry reference: this daemon pulls it, then deploys what it pulled
         pulled = await registry_routes.pull_into_cache(daemon, parse_reference(spec.model), body.get("registry_auth"))
-        spec = replace(spec, model=pulled["key"])
+        spec = replace(spec, model=pulled["key"] or pulled["gguf"])
     up = await asyncio.get_running_loop().run_in_executor(None, deploy_service.plan_up, daemon, spec)
     up.name, up.port = placement.claim(
         daemon,

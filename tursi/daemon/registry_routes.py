@@ -122,16 +122,18 @@ async def push_targets(request: web.Request) -> web.Response:
 async def pull_into_cache(daemon: Daemon, ref: Reference, auth: Any) -> dict[str, Any]:
     client = client_for(daemon, ref, auth)
     root = daemon.settings.artifacts_dir
-    key, downloaded = await asyncio.get_running_loop().run_in_executor(
-        None, pull_artifact, client, ref, root, daemon.hardware
-    )
+    pulled = await asyncio.get_running_loop().run_in_executor(None, pull_artifact, client, ref, root, daemon.hardware)
+    answer = {"ref": str(ref), "downloaded": pulled.downloaded, "bytes": client.traffic.bytes_downloaded}
+    if pulled.key is None:  # another tool's model-spec artifact: its GGUF, which `up` imports like any GGUF file
+        return {**answer, "key": None, "gguf": str(pulled.gguf)}
+    key = pulled.key
     manifest = cache.lookup(root, key) or {}
     plan = manifest.get("plan", {})
     quant = str(manifest.get("quantization") or plan.get("quantization", ""))
     daemon.store.record_artifact(key, str(root / key), str(ref), plan.get("format", ""), quant,
                                  int(manifest.get("size_bytes", 0)))  # fmt: skip
     daemon.store.set_tag(str(ref), key)
-    return {"ref": str(ref), "key": key, "downloaded": downloaded, "bytes": client.traffic.bytes_downloaded}
+    return {**answer, "key": key}
 
 
 @routes.post("/v1/registry/pull")

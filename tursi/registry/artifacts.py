@@ -170,11 +170,18 @@ def _bytes_digest(data: bytes) -> tuple[str, int]:
     return "sha256:" + hashlib.sha256(data).hexdigest(), len(data)
 
 
+@dataclass(frozen=True)
+class Pulled:
+    key: str | None  # the cached artifact (pushed by Tursi)
+    gguf: Path | None  # or the model's GGUF, checked, when another tool pushed it (deploy it to import it)
+    downloaded: bool
+
+
 def pull_artifact(
     client: RegistryClient, ref: Reference, artifacts_dir: Path, device: HardwareProfile | None = None
-) -> tuple[str, bool]:
-    """Pulls ``ref`` into the artifact cache: (its key, whether anything was downloaded). A multi-target tag
-    gives the entry that fits ``device``."""
+) -> Pulled:
+    """Pulls ``ref`` into the artifact cache. A multi-target tag gives the entry that fits ``device``; a model-spec
+    artifact pushed by another tool (Docker's) gives its GGUF file, checked, under ``artifacts/.pulled``."""
     body, media_type, _ = client.get_manifest(ref.repository, ref.pointer)
     doc = json.loads(body)
     if media_type == OCI_INDEX or doc.get("manifests") is not None:
@@ -188,12 +195,10 @@ def pull_artifact(
     client.fetch_blob(ref.repository, config_desc["digest"], int(config_desc["size"]), buf)
     manifest = json.loads(buf.getvalue()).get("tursi")
     if not isinstance(manifest, dict) or not KEY.fullmatch(str(manifest.get("key", ""))):
-        raise RegistryFailed(
-            f"{ref} carries no Tursi manifest (pushed by another tool): pulling those is not built yet"
-        )
+        return _foreign_gguf(client, ref, doc, artifacts_dir / ".pulled")
     key = str(manifest["key"])
     if cache.lookup(artifacts_dir, key) is not None:
-        return key, False
+        return Pulled(key, None, False)
     staging = cache.make_staging(artifacts_dir, key)
     try:
         for layer in doc["layers"]:
@@ -209,7 +214,31 @@ def pull_artifact(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return key, True
+    return Pulled(key, None, True)
+
+
+def _foreign_gguf(client: RegistryClient, ref: Reference, doc: dict[str, Any], folder: Path) -> Pulled:
+    """The one GGUF layer of a model-spec artifact another tool pushed, checked, kept by its digest."""
+    ggufs = [layer for layer in doc.get("layers") or [] if layer.get("mediaType") == GGUF_LAYER]
+    if len(ggufs) != 1:
+        raise RegistryFailed(
+            f"{ref} carries no Tursi manifest and {len(ggufs)} GGUF layers: Tursi takes another tool's artifact "
+            "when it is one GGUF file (shards and safetensors are not supported)"
+        )
+    layer = ggufs[0]
+    target = folder / (str(layer["digest"]).removeprefix("sha256:") + ".gguf")
+    if target.is_file() and target.stat().st_size == int(layer["size"]):
+        return Pulled(None, target, False)
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    try:
+        with partial.open("wb") as fh:
+            client.fetch_blob(ref.repository, str(layer["digest"]), int(layer["size"]), fh)
+        partial.replace(target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return Pulled(None, target, True)
 
 
 def _safe_title(layer: dict[str, Any], staging: Path) -> str:
