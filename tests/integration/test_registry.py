@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -126,9 +127,38 @@ def test_a_blob_corrupted_in_the_registry_is_refused_and_nothing_is_kept(
         with pytest.raises(DigestMismatch) as caught:
             pull_artifact(client(registry), ref, cache)
         assert caught.value.code == "digest_mismatch"
-        assert list(cache.iterdir()) == []  # no artifact, no staging left behind
+        assert [p for p in cache.rglob("*") if p.is_file()] == []  # no artifact, no staging, no partial kept
     finally:
         blob.write_bytes(saved)
     pulled = pull_artifact(client(registry), ref, tmp_path / "cache")  # the next pull starts over, cleanly
     assert pulled.downloaded
     assert digests(tmp_path / "cache" / str(pulled.key)) == digests(onnx_artifact)
+
+
+def test_an_interrupted_pull_resumes_where_it_stopped(registry: Registry, gguf_artifact: Path, tmp_path: Path) -> None:
+    """What a pull cut short left (the first part of the GGUF) is kept: the next pull asks only for the rest
+    (Range), and the whole is still checked; a partial that is wrong is refused and gone, and the next starts over."""
+    ref = parse_reference(f"{registry.netloc}/models/resume:v1")
+    push_artifact(client(registry), ref, gguf_artifact)
+    doc = json.loads(client(registry).get_manifest(ref.repository, "v1")[0])
+    layer = doc["layers"][0]
+    cache = tmp_path / "cache"
+    partial = cache / ".partial" / layer["digest"].removeprefix("sha256:")
+    partial.parent.mkdir(parents=True)
+    model = gguf_artifact / "model.gguf"
+    half = layer["size"] // 2
+    partial.write_bytes(model.read_bytes()[:half])  # as a pull killed halfway leaves it
+    resumed = client(registry)
+    pulled = pull_artifact(resumed, ref, cache)
+    assert pulled.downloaded
+    assert digests(cache / str(pulled.key)) == digests(gguf_artifact)
+    assert resumed.traffic.bytes_downloaded < layer["size"] - half + 100_000  # the rest, not the whole
+    print(f"\nresumed: {resumed.traffic.bytes_downloaded} bytes fetched for a {layer['size']}-byte GGUF half there")
+
+    shutil.rmtree(cache)
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\0" * half)  # a partial that is not the blob's start
+    with pytest.raises(DigestMismatch):
+        pull_artifact(client(registry), ref, cache)
+    assert not partial.exists()
+    assert pull_artifact(client(registry), ref, cache).downloaded

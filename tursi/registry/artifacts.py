@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from converters import cache
-from tursi.core.errors import InvalidSpec, RegistryFailed, TargetMismatch
+from tursi.core.errors import DigestMismatch, InvalidSpec, RegistryFailed, TargetMismatch
 from tursi.core.fit import misfits
 from tursi.core.hardware import HardwareProfile, target_profiles
 from tursi.registry.client import RegistryClient, file_digest
@@ -204,8 +204,7 @@ def pull_artifact(
         for layer in doc["layers"]:
             target = staging / _safe_title(layer, staging)
             target.parent.mkdir(parents=True, exist_ok=True)
-            with target.open("wb") as fh:
-                client.fetch_blob(ref.repository, layer["digest"], int(layer["size"]), fh)
+            fetch_resumable(client, ref, layer, artifacts_dir / ".partial").replace(target)
         problem = cache.manifest_problem(manifest)
         if problem:
             raise RegistryFailed(f"{ref}: its Tursi manifest is not usable: {problem}")
@@ -215,6 +214,33 @@ def pull_artifact(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Pulled(key, None, True)
+
+
+def fetch_resumable(client: RegistryClient, ref: Reference, layer: dict[str, Any], folder: Path) -> Path:
+    """The layer's blob, checked, in ``folder`` (named by digest). What an interrupted pull left there is kept
+    and only the rest is fetched; a blob that fails its check is deleted, so the next pull starts over."""
+    digest, size = str(layer["digest"]), int(layer["size"])
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / digest.removeprefix("sha256:")
+    have = _hashed(partial) if partial.is_file() and partial.stat().st_size < size else None
+    try:
+        with partial.open("ab" if have else "wb") as fh:
+            client.fetch_blob(ref.repository, digest, size, fh, have)
+    except DigestMismatch:
+        partial.unlink(missing_ok=True)
+        raise
+    return partial
+
+
+def _hashed(path: Path) -> tuple[Any, int]:
+    import hashlib
+
+    hasher, size = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            hasher.update(chunk)
+            size += len(chunk)
+    return hasher, size
 
 
 def _foreign_gguf(client: RegistryClient, ref: Reference, doc: dict[str, Any], folder: Path) -> Pulled:
@@ -230,14 +256,7 @@ def _foreign_gguf(client: RegistryClient, ref: Reference, doc: dict[str, Any], f
     if target.is_file() and target.stat().st_size == int(layer["size"]):
         return Pulled(None, target, False)
     folder.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    try:
-        with partial.open("wb") as fh:
-            client.fetch_blob(ref.repository, str(layer["digest"]), int(layer["size"]), fh)
-        partial.replace(target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    fetch_resumable(client, ref, layer, folder.parent / ".partial").replace(target)
     return Pulled(None, target, True)
 
 

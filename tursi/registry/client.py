@@ -182,18 +182,29 @@ class RegistryClient:
         self.traffic.bytes_uploaded += size
         return True
 
-    def fetch_blob(self, repository: str, digest: str, size: int, into: IO[bytes]) -> None:
-        """Streams the blob into ``into``, checking its size and sha256 as it comes: DigestMismatch otherwise."""
-        resp = self.request("GET", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull")
-        self._check(resp, 200, what=f"fetching {digest}")
+    def fetch_blob(
+        self, repository: str, digest: str, size: int, into: IO[bytes], have: tuple[Any, int] | None = None
+    ) -> None:
+        """Streams the blob into ``into``, checking its size and sha256 as it comes: DigestMismatch otherwise.
+        ``have``: (the sha256 object, the count) of its first bytes, already in ``into`` (an interrupted pull):
+        only the rest is asked for (Range); a registry that sends the whole blob instead is read from the start."""
         hasher, got = hashlib.sha256(), 0
+        headers = {"Range": f"bytes={have[1]}-"} if have else {}
+        resp = self.request("GET", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull", headers)
+        self._check(resp, 200, 206, what=f"fetching {digest}")
+        if have and resp.status == 206 and resp.getheader("Content-Range", "").startswith(f"bytes {have[1]}-"):
+            hasher, got = have
+        else:
+            into.seek(0)
+            into.truncate()
+        start = got
         for chunk in _chunks(resp):
             got += len(chunk)
             if got > size:
                 raise DigestMismatch(f"blob {digest} is longer than its descriptor's {size} bytes")
             hasher.update(chunk)
             into.write(chunk)
-        self.traffic.bytes_downloaded += got
+        self.traffic.bytes_downloaded += got - start
         if got != size or "sha256:" + hasher.hexdigest() != digest:
             raise DigestMismatch(f"blob {digest} from {self.registry} does not match its digest ({got} bytes)")
 
