@@ -1,5 +1,5 @@
 """Fixtures shared by the integration tests beyond tests/conftest.py."""
 
-from tests.integration.registry_server import registry
+from tests.integration.registry_server import registry, token_registry
 
-__all__ = ["registry"]
+__all__ = ["registry", "token_registry"]

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,122 @@ def _wait_up(port: int, cert: Path, proc: subprocess.Popen[bytes], log: Path) ->
             pass
         time.sleep(0.1)
     raise AssertionError("the registry did not answer within 20 s")
+
+
+@dataclass
+class TokenService:
+    """Distribution's token auth, as registries like Docker Hub and GHCR speak it: checks Basic credentials and
+    answers a JWT (RS256, the signing certificate in ``x5c``) granting the scopes asked for."""
+
+    port: int
+    cert: Path
+    scopes_asked: list[str]
+
+
+def _b64url(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _token_handler(key: Any, cert_der: bytes, service: TokenService) -> type:
+    import base64
+    import json
+    import os
+    from http.server import BaseHTTPRequestHandler
+    from urllib.parse import parse_qs, urlsplit
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.end_headers()
+                return
+            query = parse_qs(urlsplit(self.path).query)
+            access = []
+            for scope in query.get("scope", []):
+                service.scopes_asked.append(scope)
+                kind, name, actions = scope.split(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            now = int(time.time())
+            claims = {"iss": "tursi-test", "sub": USER, "aud": query["service"][0], "exp": now + 300,
+                      "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access}  # fmt: skip
+            head = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(cert_der).decode()]}
+            signing = _b64url(json.dumps(head).encode()) + "." + _b64url(json.dumps(claims).encode())
+            signature = key.sign(signing.encode(), padding.PKCS1v15(), hashes.SHA256())
+            body = json.dumps({"token": signing + "." + _b64url(signature), "expires_in": 300}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+def _rsa_signer(cert_path: Path) -> tuple[Any, Path]:
+    """An RSA key and its self-signed certificate: what signs the tokens (RS256), which the registry trusts."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tursi-test token signer")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key, cert_path
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, TokenService]]:
+    """The registry with token auth (Bearer, scoped per repository and action) and its token service."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509 import load_pem_x509_certificate
+
+    base = tmp_path_factory.mktemp("token-registry")
+    cert, key_path, _ = ensure_self_signed(base / "tls", "127.0.0.1")
+    signer_key, signer_cert = _rsa_signer(base / "signer.pem")
+    der = load_pem_x509_certificate(signer_cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+    service = TokenService(free_port(), signer_cert, [])
+    server = ThreadingHTTPServer(("127.0.0.1", service.port), _token_handler(signer_key, der, service))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = free_port()
+    storage = base / "data"
+    config = base / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: warn, accesslog: {disabled: true}}\n"
+        f"storage: {{filesystem: {{rootdirectory: {storage}}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}', secret: test-secret, tls: {{certificate: {cert}, key: {key_path}}}}}\n"
+        f"auth: {{token: {{realm: 'http://127.0.0.1:{service.port}/token', service: tursi-test-registry, "
+        f"issuer: tursi-test, rootcertbundle: {signer_cert}}}}}\n"
+    )
+    log = (base / "registry.log").open("wb")
+    proc = subprocess.Popen([registry_binary(), "serve", str(config)], stdout=log, stderr=log)
+    try:
+        _wait_up(port, cert, proc, base / "registry.log")
+        yield Registry(f"127.0.0.1:{port}", cert, storage), service
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+        server.shutdown()

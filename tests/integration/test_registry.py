@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DaemonProc, make_env, stop_everything_in
-from tests.integration.registry_server import PASSWORD, USER, Registry
+from tests.integration.registry_server import PASSWORD, USER, Registry, TokenService
 from tursi.core.errors import DigestMismatch, RegistryUnauthorized
 from tursi.registry.artifacts import GGUF_LAYER, MODEL_CONFIG, TURSI_CONFIG, Pulled, pull_artifact, push_artifact
 from tursi.registry.client import RegistryClient
@@ -162,3 +162,20 @@ def test_an_interrupted_pull_resumes_where_it_stopped(registry: Registry, gguf_a
         pull_artifact(client(registry), ref, cache)
     assert not partial.exists()
     assert pull_artifact(client(registry), ref, cache).downloaded
+
+
+def test_token_auth_as_docker_hub_speaks_it(
+    token_registry: tuple[Registry, TokenService], onnx_artifact: Path, tmp_path: Path
+) -> None:
+    """Bearer tokens from the registry's token service, one per scope: push asks for pull,push on its repository,
+    pull for pull; wrong credentials are refused by the token service."""
+    registry, service = token_registry
+    ref = parse_reference(f"{registry.netloc}/team/embed:v1")
+    pushed = push_artifact(client(registry), ref, onnx_artifact)
+    assert pushed.blobs_uploaded >= 2
+    assert "repository:team/embed:pull,push" in service.scopes_asked
+    pulled = pull_artifact(client(registry), ref, tmp_path / "cache")
+    assert digests(tmp_path / "cache" / str(pulled.key)) == digests(onnx_artifact)
+    assert "repository:team/embed:pull" in service.scopes_asked
+    with pytest.raises(RegistryUnauthorized, match="token service refused"):
+        pull_artifact(client(registry, "wrong"), ref, tmp_path / "other")
