@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,14 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     cert, key, _ = ensure_self_signed(base / "tls", "127.0.0.1")
     htpasswd = base / "htpasswd"
     htpasswd.write_text(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
+    with serving(base, cert, key, f"{{htpasswd: {{realm: tursi-test, path: {htpasswd}}}}}") as reg:
+        yield reg
+
+
+@contextmanager
+def serving(base: Path, cert: Path, key: Path, auth: str) -> Iterator[Registry]:
+    """The registry on a free loopback port with TLS, ``auth`` its `auth:` section (YAML flow), until the block
+    ends."""
     port = free_port()
     storage = base / "data"
     config = base / "config.yml"
@@ -61,7 +70,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         "log: {level: warn, accesslog: {disabled: true}}\n"
         f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}}}}\n"
         f"http: {{addr: '127.0.0.1:{port}', secret: test-secret, tls: {{certificate: {cert}, key: {key}}}}}\n"
-        f"auth: {{htpasswd: {{realm: tursi-test, path: {htpasswd}}}}}\n"
+        f"auth: {auth}\n"
     )
     log = (base / "registry.log").open("wb")
     proc = subprocess.Popen([registry_binary(), "serve", str(config)], stdout=log, stderr=log)
@@ -189,24 +198,12 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[R
     service = TokenService(free_port(), signer_cert, [])
     server = ThreadingHTTPServer(("127.0.0.1", service.port), _token_handler(signer_key, der, service))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = free_port()
-    storage = base / "data"
-    config = base / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log: {level: warn, accesslog: {disabled: true}}\n"
-        f"storage: {{filesystem: {{rootdirectory: {storage}}}}}\n"
-        f"http: {{addr: '127.0.0.1:{port}', secret: test-secret, tls: {{certificate: {cert}, key: {key_path}}}}}\n"
-        f"auth: {{token: {{realm: 'http://127.0.0.1:{service.port}/token', service: tursi-test-registry, "
-        f"issuer: tursi-test, rootcertbundle: {signer_cert}}}}}\n"
+    auth = (
+        f"{{token: {{realm: 'http://127.0.0.1:{service.port}/token', service: tursi-test-registry, "
+        f"issuer: tursi-test, rootcertbundle: {signer_cert}}}}}"
     )
-    log = (base / "registry.log").open("wb")
-    proc = subprocess.Popen([registry_binary(), "serve", str(config)], stdout=log, stderr=log)
     try:
-        _wait_up(port, cert, proc, base / "registry.log")
-        yield Registry(f"127.0.0.1:{port}", cert, storage), service
+        with serving(base, cert, key_path, auth) as reg:
+            yield reg, service
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
         server.shutdown()

@@ -16,6 +16,7 @@ from typing import Any
 from tursi.compose.entry import ComposeModel
 from tursi.compose.project import HASH_LABEL, PROJECT_LABEL, ComposeProject
 from tursi.core.errors import DeploymentExists
+from tursi.core.names import is_replica
 
 STOPPED = ("exited", "failed")
 CREATE, RECREATE, KEEP, REMOVE = "create", "recreate", "keep", "remove"
@@ -39,7 +40,7 @@ def project_of(dep: Any) -> str | None:
 
 def of_project(deployments: Iterable[Any], project: str) -> list[Any]:
     """The deployments that ``project`` made, in tursid's order."""
-    return [d for d in deployments if project_of(d) == project and "#" not in d["name"]]  # NAME#2: a replica
+    return [d for d in deployments if project_of(d) == project and not is_replica(d["name"])]
 
 
 def plan_up(project: ComposeProject, deployments: Sequence[Any]) -> list[Action]:

@@ -49,3 +49,15 @@ def unique_name(base: str, taken: Callable[[str], bool]) -> str:
 
 def _allowed(c: str) -> bool:
     return c in "._-" or (c.isascii() and c.isalnum())
+
+
+REPLICA = "#"  # NAME#2, NAME#3: the extra workers of a deployment with --replicas (outside the name rule)
+
+
+def is_replica(name: str) -> bool:
+    return REPLICA in name
+
+
+def replica_group(name: str) -> str:
+    """The deployment a replica belongs to (a deployment's own name for itself)."""
+    return name.split(REPLICA, 1)[0]

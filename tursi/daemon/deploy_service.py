@@ -14,6 +14,7 @@ from converters import cache
 from tursi.core import failpoints
 from tursi.core.errors import ConversionFailed, DeploymentNotFound, InvalidSpec
 from tursi.core.hardware import load_target
+from tursi.core.names import REPLICA, is_replica
 from tursi.core.plan import Plan, make_plan
 from tursi.core.refs import ModelRef, resolve
 from tursi.core.spec import DeploymentSpec
@@ -109,9 +110,6 @@ async def bring_up(daemon: Daemon, up: UpRequest, emit: Emit) -> Deployment:
     return daemon.store.get_deployment(name) or dep
 
 
-REPLICA = "#"  # NAME#2, NAME#3: the extra workers of a deployment with --replicas (outside the name rule)
-
-
 def replicas_of(daemon: Daemon, name: str) -> list[Deployment]:
     """The extra replicas of deployment ``name`` (not itself), in order."""
     found = [d for d in daemon.store.list_deployments(all=True) if d.name.startswith(name + REPLICA)]
@@ -204,7 +202,7 @@ def find(daemon: Daemon, name: str) -> Deployment:
 async def remove_all(daemon: Daemon) -> list[str]:
     """`down --all`: every deployment removed at once; their names."""
     deps = daemon.store.list_deployments(all=True)
-    await asyncio.gather(*(remove(daemon, d) for d in deps if REPLICA not in d.name))  # replicas go with theirs
+    await asyncio.gather(*(remove(daemon, d) for d in deps if not is_replica(d.name)))  # replicas go with theirs
     release_free_memory()
     return [d.name for d in deps]
 

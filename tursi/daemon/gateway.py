@@ -28,6 +28,7 @@ from aiohttp import web
 from tursi import __version__
 from tursi.core.durations import keep_alive_seconds
 from tursi.core.errors import DeploymentNotFound, InvalidRequest, ModelNotFound, NotReady
+from tursi.core.names import REPLICA, is_replica
 from tursi.daemon.forward import Unreachable, forward
 from tursi.daemon.residency import Residency
 from tursi.daemon.state import Deployment, StateStore
@@ -60,10 +61,10 @@ class Gateway:
 
     def find(self, model: str, peer_loopback: bool) -> Deployment:
         name = model.removesuffix(":latest")
-        one = self.store.get_deployment(name) if "#" not in name else None  # the usual case: one indexed row
+        one = self.store.get_deployment(name) if not is_replica(name) else None  # the usual case: one indexed row
         if one is not None and one.artifact_key and (peer_loopback or not is_loopback_bind(one.host)):
             return one
-        deps = [d for d in self.store.list_deployments(all=True) if d.artifact_key and "#" not in d.name]
+        deps = [d for d in self.store.list_deployments(all=True) if d.artifact_key and not is_replica(d.name)]
         found = [d for d in deps if d.name == name] or [d for d in deps if d.model == model]
         visible = [d for d in found if peer_loopback or not is_loopback_bind(d.host)]
         if len(visible) != 1:
@@ -75,7 +76,7 @@ class Gateway:
         """``dep`` and its replicas (NAME#2, ...)."""
         if int(dep.options.get("replicas") or 1) <= 1:
             return [dep]
-        children = [d for d in self.store.list_deployments(all=True) if d.name.startswith(dep.name + "#")]
+        children = [d for d in self.store.list_deployments(all=True) if d.name.startswith(dep.name + REPLICA)]
         return [dep, *children]
 
     def pick(self, group: list[Deployment], tried: set[str]) -> Deployment:
@@ -251,7 +252,7 @@ def _keep_alive(value: Any) -> float | None:
 def _listed(request: web.Request) -> list[Deployment]:
     loop = _peer_loopback(request)
     deps = request.app[GATEWAY].store.list_deployments(all=True)
-    return [d for d in deps if d.artifact_key and "#" not in d.name and (loop or not is_loopback_bind(d.host))]
+    return [d for d in deps if d.artifact_key and not is_replica(d.name) and (loop or not is_loopback_bind(d.host))]
 
 
 def _ollama_model(dep: Deployment) -> dict[str, Any]:

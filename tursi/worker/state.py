@@ -24,6 +24,7 @@ from runtimes.protocol import (
 )
 from tursi.core.access import parse_rate_limit
 from tursi.core.errors import InvalidRequest, ModelNotFound, NotReady, TursiError, UnsupportedTask
+from tursi.core.names import replica_group
 from tursi.core.spec import DeploymentSpec
 from tursi.core.worker_settings import WorkerSettings
 from tursi.http.metrics import Metrics
@@ -95,7 +96,7 @@ class WorkerState:
     def model_ids(self) -> set[str]:
         """What a request's ``model`` may say: this deployment's name (a replica, NAME#2, answers to NAME too)
         or the reference it was deployed from."""
-        return {self.name, self.name.split("#", 1)[0], self.model_ref}
+        return {self.name, replica_group(self.name), self.model_ref}
 
     @property
     def task(self) -> str:
