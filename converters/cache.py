@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "COPYING")  # a source's license, copied into its artifact
+
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 4 << 20
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from converters.license_file import copy_license
 from tursi.core import failpoints
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ def convert(source: Path, out: Path, plan: dict[str, Any], progress: Progress) -
     (out / "pooling.json").write_text(json.dumps(pooling, indent=2), encoding="utf-8")
     fields = _guarded_quantize(source, fp32, out, plan, pooling, progress)
     shutil.rmtree(work)
-    return {"files": {"model": "model.onnx", "tokenizer": "tokenizer.json"}, "pooling": pooling, **fields}
+    files = {"model": "model.onnx", "tokenizer": "tokenizer.json", **copy_license(source, out)}
+    return {"files": files, "pooling": pooling, **fields}
 
 
 def _guarded_quantize(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from converters.gguf import MODEL_FILE, quantize
+from converters.license_file import copy_license
 from converters.probe_text import LLM_PROBE
 
 Progress = Callable[[str, str], None]
@@ -82,7 +83,7 @@ def convert(source: Path, out: Path, plan: dict[str, Any], progress: Progress) -
     work.rmdir()
     final = attempts[-1]
     return {
-        "files": {"model": MODEL_FILE},
+        "files": {"model": MODEL_FILE, **copy_license(source, out)},
         "quantization": final["scheme"],
         "quantize_s": final["quantize_s"],
         "quality": final["quality"],

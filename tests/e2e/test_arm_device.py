@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import DaemonProc, Env, make_env, stop_everything_in
+from tests.conftest import DAEMON, DaemonProc, Env, make_env, stop_everything_in
 from tests.e2e.arm_device import EmulatedDevice, arm_tools_problem, cpu_features, device_workdir, mounts_under
 from tests.e2e.arm_rootfs import cached_rootfs
 from tests.e2e.test_minilm import SENTENCES, fp32_reference
@@ -174,7 +174,9 @@ class DeviceDaemon:
         return tursi("up", *args, env=self.env.vars, timeout=900, check=check)
 
 
-def start_device_daemon(device: EmulatedDevice, prefix: str, cpu: str, log: Path) -> DeviceDaemon:
+def start_device_daemon(
+    device: EmulatedDevice, prefix: str, cpu: str, log: Path, netns: str | None = None
+) -> DeviceDaemon:
     home = device.host_path(HOME)
     url = f"unix://{home / 'tursid.sock'}"
     env = make_env(log.parent / "cli-home")
@@ -182,8 +184,9 @@ def start_device_daemon(device: EmulatedDevice, prefix: str, cpu: str, log: Path
     device_vars = device.env(  # an emulated load takes minutes: the tests keep what they deployed loaded
         cpu, TURSI_HOME=HOME, TURSI_READY_TIMEOUT="900", TURSI_STOP_GRACE="20", TURSI_KEEP_ALIVE="forever"
     )
+    command = device.command([f"{prefix}/venv/bin/tursid"], cpu=cpu)
     handle = spawn_tursid(
-        url, device_vars, log_path=log, command=device.command([f"{prefix}/venv/bin/tursid"], cpu=cpu)
+        url, device_vars, log_path=log, command=["ip", "netns", "exec", netns, *command] if netns else command
     )
     try:
         handle.wait_healthy(ControlClient(url), timeout_s=300)
@@ -336,35 +339,108 @@ def test_the_rpi5_pack_on_a_cortex_a72_is_refused_not_killed(
     rpi5_on_a76.handle = start_device_daemon(device, "/opt/tursi", A76, tmp_path / "tursid-a76.log").handle
 
 
-def test_the_rpi4_pack_serves_on_a_cortex_a72(device: EmulatedDevice, built: Built, tmp_path: Path) -> None:
-    from openai import OpenAI
+MULTI_TARGET = ("rpi4", "x86-64-v3", "x86-64-v4")
+AVX512 = {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}  # what x86-64-v4 asks of a CPU
+CHAT_IN_NS = """
+import json, sys
+from openai import OpenAI
+client = OpenAI(base_url=sys.argv[1], api_key="unused", timeout=900)
+reply = client.chat.completions.create(model="smol4", messages=json.loads(sys.argv[2]), max_tokens=4, temperature=0)
+print(reply.choices[0].message.content)
+"""
 
-    t0 = time.monotonic()
-    proc = install_pack(device, built.packs["rpi4"], "/opt/tursi4", A72, unpacked=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    print(f"\nrpi4 pack installed offline under {A72} in {time.monotonic() - t0:.0f} s")
-    daemon = start_device_daemon(device, "/opt/tursi4", A72, tmp_path / "tursid.log")
-    try:
-        key = tursi("load", "--force", str(built.llm_bundle), env=daemon.env.vars).stdout
-        key = key.split("as artifact ", 1)[1].split()[0]  # planned for the Pi 5 (dotprod): Q4_0 runs on NEON too
-        port = free_port()
-        daemon.up(key, "--name", "smol4", "--port", str(port))
-        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=900)
-        reply = client.chat.completions.create(model="smol4", messages=PARIS, max_tokens=4, temperature=0)
-        assert reply.choices[0].message.content
-        info = device.run(
-            [
-                "/opt/tursi4/venv/bin/python",
-                "-c",
-                "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())",
-            ],
-            cpu=A72,
+
+def _target_of(home: Path, key: str) -> str:
+    """The hardware target the artifact ``key`` (a prefix will do) in ``home``'s cache was planned for."""
+    (folder,) = [d for d in (home / "artifacts").iterdir() if d.name.startswith(key)]
+    return str(json.loads((folder / "manifest.json").read_text())["plan"]["params"]["hardware_target"])
+
+
+def _deployed_target(env: Env, name: str) -> str:
+    return str(json.loads(tursi("inspect", name, env=env.vars).stdout)["manifest"]["plan"]["params"]["hardware_target"])
+
+
+def test_one_registry_tag_gives_a_pi4_and_an_x86_device_each_its_own_build(
+    device: EmulatedDevice, built: Built, smollm2_hf: Path, tmp_path: Path
+) -> None:
+    """Issue 19's fleet on a LAN of network namespaces: the workstation builds SmolLM2 for rpi4, x86-64-v3 and
+    x86-64-v4 and pushes one multi-target tag to a real registry (TLS, htpasswd) on the LAN; an x86 "device" and the
+    emulated Pi 4 (Cortex-A72, the rpi4 pack installed offline) each pull the tag for themselves with their daemon's
+    own credentials and get the entry planned for their hardware; the Pi 4 serves its entry."""
+    import bcrypt
+
+    from tests.e2e.lan import LAN_HOST, in_ns, lan
+    from tests.integration.registry_server import PASSWORD, USER, serving
+    from tests.integration.test_registry_cli import isolated, login
+    from tursi.core.hardware import detect
+    from tursi.daemon.tls import ensure_self_signed
+
+    with lan(2) as (x86_ns, arm_ns):
+        base = tmp_path / "registry"
+        cert, tls_key, _ = ensure_self_signed(base / "tls", LAN_HOST)
+        (base / "htpasswd").write_text(
+            f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
         )
-        assert "DOTPROD" not in info.stdout
-        assert "NEON = 1" in info.stdout
-        print(f"  SmolLM2 on the rpi4 pack under {A72}: {reply.choices[0].message.content!r}; {info.stdout.strip()}")
-    finally:
-        stop_device_daemon(device, daemon)
+        with serving(
+            base, cert, tls_key, f"{{htpasswd: {{realm: tursi-lan, path: {base / 'htpasswd'}}}}}", LAN_HOST
+        ) as reg:
+            ref = f"{reg.netloc}/fleet/smollm2:q4"
+            workstation = isolated(make_env(tmp_path / "workstation"))
+            ws_daemon = DaemonProc(workstation).start()
+            try:
+                assert login(workstation, reg, PASSWORD).returncode == 0
+                argv = ["build", str(smollm2_hf), "--target", ",".join(MULTI_TARGET), "--bits", "4", "--push", ref]
+                pushed = workstation.cli(*argv, check=True, timeout=1800).stdout
+                assert "index sha256:" in pushed, pushed
+            finally:
+                ws_daemon.terminate()
+                stop_everything_in(workstation.home)
+
+            x86 = isolated(make_env(tmp_path / "x86"))  # tursid in its own namespace: it reaches only the LAN
+            x86_daemon = DaemonProc(x86, command=in_ns(x86_ns, list(DAEMON))).start()
+            try:
+                assert login(x86, reg, PASSWORD, "--daemon").returncode == 0
+                pulled = tursi("pull", ref, env=x86.vars).stdout
+                key = pulled.split("artifact ")[1].split()[0]
+                host_fits_v4 = AVX512 <= set(detect().features)
+                expected = "x86-64-v4" if host_fits_v4 else "x86-64-v3"  # the entry with the most features that fit
+                assert _target_of(x86.home, key) == expected
+            finally:
+                x86_daemon.terminate()
+                stop_everything_in(x86.home)
+
+            t0 = time.monotonic()
+            proc = install_pack(device, built.packs["rpi4"], "/opt/tursi4", A72, unpacked=False)
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+            print(f"\nrpi4 pack installed offline under {A72} in {time.monotonic() - t0:.0f} s")
+            pi4 = start_device_daemon(device, "/opt/tursi4", A72, tmp_path / "tursid.log", netns=arm_ns)
+            try:
+                isolated(pi4.env)  # the workstation's CLI for the Pi keeps no registry credentials
+                assert login(pi4.env, reg, PASSWORD, "--daemon").returncode == 0
+                port = free_port()
+                pi4.up(ref, "--name", "smol4", "--port", str(port))  # the Pi's tursid pulls the tag itself
+                assert _deployed_target(pi4.env, "smol4") == "rpi4"
+                chat = [sys.executable, "-c", CHAT_IN_NS, f"http://127.0.0.1:{port}/v1", json.dumps(PARIS)]
+                reply = subprocess.run(in_ns(arm_ns, chat), capture_output=True, text=True, timeout=900)
+                assert reply.returncode == 0, reply.stderr[-2000:]
+                assert reply.stdout.strip()
+                info = device.run(
+                    [
+                        "/opt/tursi4/venv/bin/python",
+                        "-c",
+                        "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())",
+                    ],
+                    cpu=A72,
+                )
+                assert "DOTPROD" not in info.stdout
+                assert "NEON = 1" in info.stdout
+            finally:
+                stop_device_daemon(device, pi4)
+    print(
+        f"{pushed.strip()}\n  x86 device ({'AVX-512' if host_fits_v4 else 'no AVX-512'}): {pulled.strip()}"
+        f" -> {expected}"
+    )
+    print(f"  Pi 4 (Cortex-A72): rpi4 entry, answered {reply.stdout.strip()!r}; {info.stdout.strip()}")
 
 
 def test_pack_manifest_and_library_floor(built: Built, tmp_path: Path) -> None:

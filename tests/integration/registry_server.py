@@ -59,9 +59,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 @contextmanager
-def serving(base: Path, cert: Path, key: Path, auth: str) -> Iterator[Registry]:
-    """The registry on a free loopback port with TLS, ``auth`` its `auth:` section (YAML flow), until the block
-    ends."""
+def serving(base: Path, cert: Path, key: Path, auth: str, host: str = "127.0.0.1") -> Iterator[Registry]:
+    """The registry on a free port of ``host`` (loopback unless told) with TLS, ``auth`` its `auth:` section (YAML
+    flow), until the block ends."""
     port = free_port()
     storage = base / "data"
     config = base / "config.yml"
@@ -69,21 +69,21 @@ def serving(base: Path, cert: Path, key: Path, auth: str) -> Iterator[Registry]:
         "version: 0.1\n"
         "log: {level: warn, accesslog: {disabled: true}}\n"
         f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: '127.0.0.1:{port}', secret: test-secret, tls: {{certificate: {cert}, key: {key}}}}}\n"
+        f"http: {{addr: '{host}:{port}', secret: test-secret, tls: {{certificate: {cert}, key: {key}}}}}\n"
         f"auth: {auth}\n"
     )
     log = (base / "registry.log").open("wb")
     proc = subprocess.Popen([registry_binary(), "serve", str(config)], stdout=log, stderr=log)
     try:
-        _wait_up(port, cert, proc, base / "registry.log")
-        yield Registry(f"127.0.0.1:{port}", cert, storage)
+        _wait_up(f"{host}:{port}", cert, proc, base / "registry.log")
+        yield Registry(f"{host}:{port}", cert, storage)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
 
 
-def _wait_up(port: int, cert: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_up(netloc: str, cert: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
     import ssl
 
     context = ssl.create_default_context(cafile=str(cert))
@@ -92,7 +92,7 @@ def _wait_up(port: int, cert: Path, proc: subprocess.Popen[bytes], log: Path) ->
         if proc.poll() is not None:
             raise AssertionError(f"the registry exited: {log.read_text(errors='replace')[-2000:]}")
         try:
-            urllib.request.urlopen(f"https://127.0.0.1:{port}/v2/", context=context, timeout=2)
+            urllib.request.urlopen(f"https://{netloc}/v2/", context=context, timeout=2)
         except urllib.error.HTTPError as e:
             if e.code == 401:
                 return

@@ -16,9 +16,19 @@ import pytest
 from tests.conftest import DaemonProc, make_env, stop_everything_in
 from tests.integration.registry_server import PASSWORD, USER, Registry, TokenService
 from tursi.core.errors import DigestMismatch, RegistryUnauthorized
-from tursi.registry.artifacts import GGUF_LAYER, MODEL_CONFIG, TURSI_CONFIG, Pulled, pull_artifact, push_artifact
+from tursi.formats.gguf_header import read_header
+from tursi.registry.artifacts import (
+    CHAT_TEMPLATE_LAYER,
+    GGUF_LAYER,
+    LICENSE_LAYER,
+    MODEL_CONFIG,
+    TURSI_CONFIG,
+    Pulled,
+    pull_artifact,
+    push_artifact,
+)
 from tursi.registry.client import RegistryClient
-from tursi.registry.reference import parse_reference
+from tursi.registry.reference import Reference, parse_reference
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +53,13 @@ def onnx_artifact(tiny_bert_artifacts: Path) -> Path:
 
 
 def client(reg: Registry, password: str = PASSWORD) -> RegistryClient:
-    return RegistryClient(reg.netloc, USER, password, cafile=str(reg.cafile))
+    return RegistryClient(reg.netloc, USER, password, ca_pem=reg.cafile.read_text())
+
+
+def blob(reg: Registry, ref: Reference, descriptor: dict) -> bytes:
+    buf = io.BytesIO()
+    client(reg).fetch_blob(ref.repository, descriptor["digest"], descriptor["size"], buf)
+    return buf.getvalue()
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -79,12 +95,13 @@ def test_push_then_pull_elsewhere_and_a_second_push_uploads_nothing(
     assert digest == first.digest
     if kind == "gguf":  # Docker's model-spec, as Docker Model Runner reads it
         assert doc["config"]["mediaType"] == MODEL_CONFIG
-        assert [layer["mediaType"] for layer in doc["layers"]] == [GGUF_LAYER]
-        buf = io.BytesIO()
-        client(registry).fetch_blob(ref.repository, doc["config"]["digest"], doc["config"]["size"], buf)
-        config = json.loads(buf.getvalue())
+        assert [layer["mediaType"] for layer in doc["layers"]] == [GGUF_LAYER, CHAT_TEMPLATE_LAYER]
+        config = json.loads(blob(registry, ref, doc["config"]))
         assert config["config"]["format"] == "gguf"
-        assert config["rootfs"]["diff_ids"] == [doc["layers"][0]["digest"]]
+        assert config["config"]["size"] == f"{(artifact / 'model.gguf').stat().st_size / 2**20:.2f} MiB"
+        assert config["rootfs"]["diff_ids"] == [layer["digest"] for layer in doc["layers"]]
+        template = read_header(artifact / "model.gguf").metadata["tokenizer.chat_template"]
+        assert blob(registry, ref, doc["layers"][1]).decode() == template  # SmolLM2's ChatML, as a Jinja layer
     else:
         assert doc["config"]["mediaType"] == TURSI_CONFIG
 
@@ -101,6 +118,27 @@ def test_push_then_pull_elsewhere_and_a_second_push_uploads_nothing(
         again_client = client(registry)
         assert pull_artifact(again_client, by, cache) == Pulled(key, None, False)
         assert again_client.traffic.bytes_downloaded < 100_000  # the manifest and config only, no model
+
+
+def test_the_source_license_goes_up_as_a_model_spec_license_layer_and_comes_back(
+    registry: Registry, gguf_artifact: Path, tmp_path: Path
+) -> None:
+    """An artifact built from a folder with a LICENSE carries it (files.license); push gives it Docker's license
+    media type, and pull writes it back, while the chat template layer (derived from the GGUF) writes nothing."""
+    artifact = tmp_path / "with-license"
+    shutil.copytree(gguf_artifact, artifact)
+    (artifact / "LICENSE").write_text("Apache License, Version 2.0\n")
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    manifest["files"]["license"] = "LICENSE"
+    (artifact / "manifest.json").write_text(json.dumps(manifest))
+    ref = parse_reference(f"{registry.netloc}/models/licensed:v1")
+    push_artifact(client(registry), ref, artifact)
+    doc = json.loads(client(registry).get_manifest(ref.repository, "v1")[0])
+    media = {layer["mediaType"]: layer for layer in doc["layers"]}
+    assert set(media) == {GGUF_LAYER, LICENSE_LAYER, CHAT_TEMPLATE_LAYER}
+    assert blob(registry, ref, media[LICENSE_LAYER]) == b"Apache License, Version 2.0\n"
+    pulled = pull_artifact(client(registry), ref, tmp_path / "cache")
+    assert digests(tmp_path / "cache" / str(pulled.key)) == digests(artifact)  # LICENSE and model.gguf, nothing else
 
 
 def test_a_wrong_password_is_refused_clearly(registry: Registry, onnx_artifact: Path) -> None:

@@ -58,6 +58,11 @@ def test_login_tag_push_and_a_device_that_pulls_for_itself(
         assert not (device.home / "config" / "tursi" / "registries.json").exists()
         up = device.cli("up", ref, "--name", "emb", check=True)
         assert "emb is ready" in up.stdout
+        pulled_line = next(
+            line for line in up.stderr.splitlines() if line.startswith(f"pulling {ref} ") and " / " in line
+        )
+        done, total = pulled_line.removeprefix(f"pulling {ref} ").split(" / ")
+        assert done == total, up.stderr  # the pull's progress, ending at its whole size
         (dep,) = device.ps()
         assert embed(dep["endpoint"], ["pulled by the device itself"]).shape == (1, 32)
         assert "already present" in device.cli("pull", ref, check=True).stdout
@@ -98,7 +103,7 @@ def test_a_model_spec_artifact_pushed_the_way_docker_does_deploys(
 
     isolated(env)
     assert login(env, registry, PASSWORD).returncode == 0
-    docker = RegistryClient(registry.netloc, USER, PASSWORD, cafile=str(registry.cafile))
+    docker = RegistryClient(registry.netloc, USER, PASSWORD, ca_pem=registry.cafile.read_text())
     gguf_digest, gguf_size = file_digest(smollm2_gguf)
     license_text = b"Apache-2.0\n"
     license_digest = "sha256:" + hashlib.sha256(license_text).hexdigest()

@@ -9,10 +9,10 @@ import click
 
 from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
+from tursi.cli.follow import follow
 from tursi.cli.registry import auth_for, push_reference
 from tursi.cli.spec_options import request_body, spec_options
 from tursi.cli.transfer import fetch_bundle, send_bundle
-from tursi.cli.up import follow
 from tursi.core.errors import InvalidSpec
 from tursi.registry.reference import is_reference
 

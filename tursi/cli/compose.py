@@ -19,8 +19,8 @@ import yaml
 
 from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
+from tursi.cli.follow import follow
 from tursi.cli.ps import HEADERS, row
-from tursi.cli.up import follow
 from tursi.compose.converge import CREATE, KEEP, RECREATE, REMOVE, Action, of_project, plan_up
 from tursi.compose.project import ComposeProject, load_project, normalize_project_name, project_name, request_body
 from tursi.compose.source import DEFAULT_FILES, find_file

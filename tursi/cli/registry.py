@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
+from tursi.cli.follow import follow
 from tursi.core.errors import InvalidSpec
 from tursi.registry.client import RegistryClient
 from tursi.registry.credentials import CredentialStore, RegistryAuth
@@ -26,6 +28,18 @@ def auth_for(cli: CliContext, ref: str) -> dict[str, Any] | None:
     return found or None
 
 
+def read_ca(path: str) -> str:
+    """The certificate(s) in ``path`` as PEM text: what is kept, and what a daemon is sent (not the path, which
+    means nothing on another machine)."""
+    try:
+        text = Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidSpec(f"cannot read the CA file {path}: {e}", param="ca_file") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise InvalidSpec(f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", param="ca_file")
+    return text
+
+
 @click.command("login")
 @click.argument("registry")
 @click.option("-u", "--username", prompt=True, help="User name.")
@@ -40,12 +54,12 @@ def login_cmd(
 ) -> None:  # fmt: skip
     """Check credentials for REGISTRY (host[:port]) and keep them (0600), for push and pull."""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else click.prompt("Password", hide_input=True)
-    auth = RegistryAuth(username, password, ca_file, plain_http)
+    auth = RegistryAuth(username, password, read_ca(ca_file) if ca_file else None, plain_http)
     if on_daemon:
         cli.client.registry_login(registry, auth.as_json())
         render.out(f"Login succeeded: the daemon at {cli.client.url} keeps credentials for {registry}")
         return
-    RegistryClient(registry, username, password, ca_file, plain_http).ping()
+    RegistryClient(registry, username, password, auth.ca_pem, plain_http).ping()
     credentials(cli).save(registry, auth)
     render.out(f"Login succeeded: credentials for {registry} kept in {cli.settings.registries_path}")
 
@@ -77,7 +91,7 @@ def tag_cmd(cli: CliContext, source: str, ref: str) -> None:
 @pass_cli
 def pull_cmd(cli: CliContext, ref: str) -> None:
     """Fetch REF into the daemon's artifact cache (every blob checked against its digest as it streams)."""
-    answer = cli.client.registry_pull(ref, auth_for(cli, ref))
+    answer = follow(lambda on_event: cli.client.registry_pull(ref, auth_for(cli, ref), on_event))
     verb = f"pulled {render.human_size(answer['bytes'])}" if answer["downloaded"] else "already present"
     if answer.get("key") is None:  # another tool's model-spec artifact
         render.out(f"{answer['ref']}: {verb}, a GGUF pushed by another tool; deploy it with: tursi up {answer['ref']}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,10 +10,10 @@ import click
 
 from tursi.cli import render
 from tursi.cli.context import CliContext, pass_cli
+from tursi.cli.follow import follow
 from tursi.cli.registry import auth_for
 from tursi.cli.spec_options import request_body, spec_options
 from tursi.cli.transfer import send_bundle
-from tursi.client.types import OnEvent, ProgressEvent
 from tursi.core.refs import ALIASES
 from tursi.registry.reference import is_reference
 
@@ -55,27 +54,6 @@ def local_reference(model: str) -> str:
         return os.path.abspath(path) if path.exists() else model  # lexical: a link keeps its own name
     except (RuntimeError, ValueError, OSError):  # an unknown ~user, a name too long: not a local path
         return model
-
-
-def follow(operation: Callable[[OnEvent], Final]) -> Final:
-    """Run a streamed operation (``up``, ``build``) showing its progress; returns its final event. What the
-    operation raises (the daemon's streamed error, a stream cut short) passes through once progress shows failed."""
-    progress = render.Progress()
-    ok = False
-    try:
-        final = operation(lambda event: _show(progress, event))
-        ok = True
-        return final
-    finally:
-        progress.close(ok=ok)
-
-
-def _show(progress: render.Progress, event: ProgressEvent) -> None:
-    kind = event.get("event")
-    if kind == "stage":
-        progress.stage(f"[{event['step']}/{event['steps']}] {event['message']}")
-    elif kind in ("status", "cached"):
-        progress.stage(event["message"])
 
 
 COMMANDS = [up_cmd]

@@ -312,9 +312,12 @@ class ControlClient:
         body = {"ref": ref, "sources": sources, "auth": auth}
         return cast(dict[str, Any], self.request("POST", "/v1/registry/push-index", body))
 
-    def registry_pull(self, ref: str, auth: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The daemon pulls ``ref`` into its cache; its key and whether anything was downloaded."""
-        return cast(dict[str, Any], self.request("POST", "/v1/registry/pull", {"ref": ref, "auth": auth}))
+    def registry_pull(
+        self, ref: str, auth: Mapping[str, Any] | None, on_event: OnEvent | None = None
+    ) -> dict[str, Any]:
+        """The daemon pulls ``ref`` into its cache; its key and whether anything was downloaded. Progress ("bytes"
+        events) goes to ``on_event`` while layers download."""
+        return self._progress("/v1/registry/pull", {"ref": ref, "auth": auth, "stream": True}, "pulled", on_event)
 
     def registry_login(self, registry: str, auth: Mapping[str, Any]) -> dict[str, Any]:
         """Give the daemon its own credentials for ``registry`` (checked there first)."""

@@ -165,13 +165,16 @@ class StatsSnapshot(TypedDict):
 
 
 class ProgressEvent(TypedDict):
-    """A progress line of `up` or `build`: ``stage`` (with step/steps), ``status`` or ``cached`` (with key)."""
+    """A progress line of `up`, `build` or `pull`: ``stage`` (with step/steps), ``status``, ``cached`` (with key)
+    or ``bytes`` (a registry pull: done and total bytes of its layers)."""
 
     event: str
     message: str
     step: NotRequired[int]
     steps: NotRequired[int]
     key: NotRequired[str]
+    done: NotRequired[int]
+    total: NotRequired[int]
 
 
 class ReadyEvent(TypedDict):

@@ -123,31 +123,32 @@ async def create_deployment(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     # Everything that can fail fast does so before the 200 is committed, with a real status code.
     spec = DeploymentSpec.parse(body)
-    if is_reference(spec.model):  # a registry reference: this daemon pulls it, then deploys what it pulled
-        pulled = await registry_routes.pull_into_cache(daemon, parse_reference(spec.model), body.get("registry_auth"))
-        spec = replace(spec, model=pulled["key"] or pulled["gguf"])
-    up = await asyncio.get_running_loop().run_in_executor(None, deploy_service.plan_up, daemon, spec)
-    up.name, up.port = placement.claim(
-        daemon,
-        up.name,
-        up.port,
-        up.host,
-        name_asked=body.get("name") is not None,
-        port_asked=body.get("port") is not None,
-    )
-    name, port, opts = up.name, up.port, up.opts
     stream = EventStream(request, "ndjson", what="up")  # a client that goes away: the deployment carries on
-    try:
-        async with stream:  # once the first event is out, a failure is streamed as a problem event
+    async with stream:  # once the first event is out, a failure is streamed as a problem event
+        if is_reference(spec.model):  # a registry reference: this daemon pulls it (with progress), then deploys it
+            ref = parse_reference(spec.model)
+            pulled = await registry_routes.pull_into_cache(daemon, ref, body.get("registry_auth"), stream.send)
+            spec = replace(spec, model=pulled["key"] or pulled["gguf"])
+        up = await asyncio.get_running_loop().run_in_executor(None, deploy_service.plan_up, daemon, spec)
+        up.name, up.port = placement.claim(
+            daemon,
+            up.name,
+            up.port,
+            up.host,
+            name_asked=body.get("name") is not None,
+            port_asked=body.get("port") is not None,
+        )
+        name, port, opts = up.name, up.port, up.opts
+        try:
             dep = await deploy_service.bring_up(daemon, up, stream.send)
             await deploy_service.add_replicas(daemon, dep, opts.replicas, stream.send)
             ready: dict[str, Any] = {"event": "ready", "deployment": describe(dep)}
             if body.get("api_key") == "auto":
                 ready["api_key"] = opts.api_key  # generated: shown this once, stored only as a hash
             await stream.send(ready)
-    finally:  # the name and port are free again, whether up worked, failed or its client went away
-        placement.release(daemon, name, port)
-        release_free_memory()  # conversion events and the plan are garbage now
+        finally:  # the name and port are free again, whether up worked, failed or its client went away
+            placement.release(daemon, name, port)
+            release_free_memory()  # conversion events and the plan are garbage now
     return await stream.finish()
 
 

@@ -8,6 +8,7 @@ own for that registry) or from the daemon's own store (`tursi login --daemon`), 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -19,12 +20,15 @@ from tursi.core.errors import DeploymentNotFound, InvalidSpec
 from tursi.core.hardware import load_target
 from tursi.daemon.context import DAEMON, Daemon
 from tursi.http.guards import read_json
+from tursi.http.streaming import EventStream
 from tursi.registry.artifacts import pull_artifact, push_artifact, push_index
 from tursi.registry.client import RegistryClient
 from tursi.registry.credentials import CredentialStore, RegistryAuth
 from tursi.registry.reference import Reference, parse_reference
 
 routes = web.RouteTableDef()
+Send = Callable[[dict[str, Any]], Awaitable[bool]]
+PROGRESS_EVERY_S = 0.5
 
 
 def daemon_credentials(daemon: Daemon) -> CredentialStore:
@@ -36,7 +40,7 @@ def client_for(daemon: Daemon, ref: Reference, given: Any) -> RegistryClient:
     auth = RegistryAuth.from_json(given) if isinstance(given, dict) else daemon_credentials(daemon).get(ref.registry)
     if auth.plain_http and not is_loopback(ref.registry.rsplit(":", 1)[0].strip("[]")):
         raise InvalidSpec("plain HTTP is for a registry on loopback only", param="auth.plain_http")
-    return RegistryClient(ref.registry, auth.username, auth.password, auth.ca_file, auth.plain_http)
+    return RegistryClient(ref.registry, auth.username, auth.password, auth.ca_pem, auth.plain_http)
 
 
 def _ref(body: dict[str, Any], field: str = "ref") -> Reference:
@@ -119,10 +123,23 @@ async def push_targets(request: web.Request) -> web.Response:
     return web.json_response(asdict(pushed))
 
 
-async def pull_into_cache(daemon: Daemon, ref: Reference, auth: Any) -> dict[str, Any]:
+async def pull_into_cache(daemon: Daemon, ref: Reference, auth: Any, send: Send | None = None) -> dict[str, Any]:
+    """Pulls ``ref``; with ``send``, "bytes" events (done, total) every half second once layers are downloading.
+    Nothing is sent before: a refusal (credentials, a tag that fits no target) still gets its own status code."""
     client = client_for(daemon, ref, auth)
     root = daemon.settings.artifacts_dir
-    pulled = await asyncio.get_running_loop().run_in_executor(None, pull_artifact, client, ref, root, daemon.hardware)
+    seen: list[tuple[int, int]] = []
+    job = asyncio.get_running_loop().run_in_executor(
+        None, pull_artifact, client, ref, root, daemon.hardware, (lambda *at: seen.append(at)) if send else None
+    )
+    sent: tuple[int, int] | None = None
+    while send is not None and not job.done():
+        await asyncio.wait({job}, timeout=PROGRESS_EVERY_S)
+        if seen and seen[-1] != sent and not (job.done() and job.exception()):
+            sent = seen[-1]
+            seen[:] = [sent]
+            await send({"event": "bytes", "message": f"pulling {ref}", "done": sent[0], "total": sent[1]})
+    pulled = await job
     answer = {"ref": str(ref), "downloaded": pulled.downloaded, "bytes": client.traffic.bytes_downloaded}
     if pulled.key is None:  # another tool's model-spec artifact: its GGUF, which `up` imports like any GGUF file
         return {**answer, "key": None, "gguf": str(pulled.gguf)}
@@ -137,10 +154,17 @@ async def pull_into_cache(daemon: Daemon, ref: Reference, auth: Any) -> dict[str
 
 
 @routes.post("/v1/registry/pull")
-async def pull(request: web.Request) -> web.Response:
+async def pull(request: web.Request) -> web.StreamResponse:
+    """The pull's result; with ``"stream": true``, NDJSON "bytes" events while layers download, then "pulled"."""
     daemon = request.app[DAEMON]
     body = await read_json(request)
-    return web.json_response(await pull_into_cache(daemon, _ref(body), body.get("auth")))
+    if body.get("stream") is not True:
+        return web.json_response(await pull_into_cache(daemon, _ref(body), body.get("auth")))
+    stream = EventStream(request, "ndjson", what="pull")
+    async with stream:
+        answer = await pull_into_cache(daemon, _ref(body), body.get("auth"), stream.send)
+        await stream.send({"event": "pulled", **answer})
+    return await stream.finish()
 
 
 @routes.post("/v1/registry/login")

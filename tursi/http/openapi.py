@@ -204,7 +204,12 @@ def control() -> dict[str, Any]:
                 )
             },
             "/v1/registry/pull": {
-                "post": _op("Pull `ref` into the artifact cache, every blob checked", _json(OBJ), _json(OBJ))
+                "post": _op(
+                    "Pull `ref` into the artifact cache, every blob checked; with `stream: true`, NDJSON `bytes`"
+                    " events while layers download, then `pulled`",
+                    _json(OBJ),
+                    _json(OBJ),
+                )
             },
             "/v1/registry/login": {
                 "post": _op("Keep the daemon's own credentials for a registry", _json(OBJ), _json(OBJ))

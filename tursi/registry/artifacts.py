@@ -3,8 +3,11 @@
 - **GGUF** artifacts go up as Docker model-spec artifacts, so Docker Model Runner and other model-spec clients can
   pull them: an OCI image manifest whose config is ``application/vnd.docker.ai.model.config.v0.1+json`` (the fields
   Docker's own code writes: ``config.format/quantization/architecture/size``, ``descriptor.created``,
-  ``rootfs.diff_ids``) and the GGUF as one uncompressed ``application/vnd.docker.ai.gguf.v3`` layer. Tursi's manifest
-  (plan, quality, source digest) rides in the config under ``tursi``, which Docker's decoder ignores.
+  ``rootfs.diff_ids``) and the GGUF as one uncompressed ``application/vnd.docker.ai.gguf.v3`` layer, the source's
+  license as ``application/vnd.docker.ai.license`` and the GGUF's chat template as
+  ``application/vnd.docker.ai.chat.template.jinja`` where present (the template is also inside the GGUF: on pull it
+  is not written as a file). Tursi's manifest (plan, quality, source digest) rides in the config under ``tursi``,
+  which Docker's decoder ignores.
 - **ONNX** artifacts use Tursi's own types: config ``application/vnd.tursi.model.config.v1+json`` holding the
   manifest, one uncompressed layer per file, titled with its path (``org.opencontainers.image.title``).
 
@@ -20,6 +23,7 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -38,7 +42,10 @@ GGUF_LAYER = "application/vnd.docker.ai.gguf.v3"
 TURSI_CONFIG = "application/vnd.tursi.model.config.v1+json"
 TURSI_FILE = "application/vnd.tursi.file.v1"
 TURSI_ONNX = "application/vnd.tursi.onnx.v1"
+LICENSE_LAYER = "application/vnd.docker.ai.license"
+CHAT_TEMPLATE_LAYER = "application/vnd.docker.ai.chat.template.jinja"
 TITLE = "org.opencontainers.image.title"
+DERIVED = "dev.tursi.derived"  # a layer that repeats what another holds (the GGUF's chat template): not a file
 PROFILE = "dev.tursi.target.profile"
 KEY = re.compile(r"[0-9a-f]{16,64}")
 
@@ -64,16 +71,22 @@ def push_artifact(client: RegistryClient, ref: Reference, artifact: Path, by_dig
         if rel == "manifest.json":
             continue
         digest, size = file_digest(path)
-        media = GGUF_LAYER if gguf and path.suffix == ".gguf" else TURSI_ONNX if path.suffix == ".onnx" else TURSI_FILE
-        layers.append({"mediaType": media, "digest": digest, "size": size, "annotations": {TITLE: rel}})
+        layers.append({"mediaType": _media(rel, gguf), "digest": digest, "size": size, "annotations": {TITLE: rel}})
         sources.append(path)
+    template = _chat_template(artifact / "model.gguf") if gguf else None
+    if template is not None:
+        digest, size = _bytes_digest(template)
+        layers.append({"mediaType": CHAT_TEMPLATE_LAYER, "digest": digest, "size": size,
+                       "annotations": {DERIVED: "model.gguf:tokenizer.chat_template"}})  # fmt: skip
     config = _config(manifest, layers, gguf)
     config_digest, config_size = _bytes_digest(config)
     before = (client.traffic.blobs_uploaded, client.traffic.bytes_uploaded, client.traffic.blobs_skipped)
     client.push_blob(ref.repository, io.BytesIO(config), config_digest, config_size)
-    for path, layer in zip(sources, layers, strict=True):
+    for path, layer in zip(sources, layers, strict=False):
         with path.open("rb") as fh:
             client.push_blob(ref.repository, fh, layer["digest"], layer["size"])
+    if template is not None:
+        client.push_blob(ref.repository, io.BytesIO(template), layers[-1]["digest"], layers[-1]["size"])
     doc = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -85,6 +98,23 @@ def push_artifact(client: RegistryClient, ref: Reference, artifact: Path, by_dig
     pointer = _bytes_digest(body)[0] if by_digest else ref.tag or "latest"
     digest = client.put_manifest(ref.repository, pointer, body, OCI_MANIFEST)
     return _pushed(client, ref, digest, before)
+
+
+def _media(rel: str, gguf: bool) -> str:
+    if rel.endswith(".onnx"):
+        return TURSI_ONNX
+    if gguf and rel.endswith(".gguf"):
+        return GGUF_LAYER
+    return LICENSE_LAYER if rel in cache.LICENSE_FILES else TURSI_FILE
+
+
+def _chat_template(gguf: Path) -> bytes | None:
+    from tursi.formats.gguf_header import read_header
+
+    if not gguf.is_file():
+        return None
+    template = read_header(gguf).metadata.get("tokenizer.chat_template")
+    return template.encode() if isinstance(template, str) and template else None
 
 
 def _pushed(client: RegistryClient, ref: Reference, digest: str, before: tuple[int, int, int]) -> Pushed:
@@ -150,7 +180,7 @@ def choose(ref: Reference, entries: list[dict[str, Any]], device: HardwareProfil
 def _config(manifest: dict[str, Any], layers: list[dict[str, Any]], gguf: bool) -> bytes:
     doc: dict[str, Any] = {"tursi": manifest}
     if gguf:
-        size = sum(int(layer["size"]) for layer in layers)
+        size = sum(int(layer["size"]) for layer in layers if layer["mediaType"] == GGUF_LAYER)
         doc |= {
             "config": {
                 "format": "gguf",
@@ -178,10 +208,15 @@ class Pulled:
 
 
 def pull_artifact(
-    client: RegistryClient, ref: Reference, artifacts_dir: Path, device: HardwareProfile | None = None
+    client: RegistryClient,
+    ref: Reference,
+    artifacts_dir: Path,
+    device: HardwareProfile | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Pulled:
     """Pulls ``ref`` into the artifact cache. A multi-target tag gives the entry that fits ``device``; a model-spec
-    artifact pushed by another tool (Docker's) gives its GGUF file, checked, under ``artifacts/.pulled``."""
+    artifact pushed by another tool (Docker's) gives its GGUF file, checked, under ``artifacts/.pulled``.
+    ``progress(done, total)`` is told the bytes of the layers as they come (from the manifest on, nothing before)."""
     body, media_type, _ = client.get_manifest(ref.repository, ref.pointer)
     doc = json.loads(body)
     if media_type == OCI_INDEX or doc.get("manifests") is not None:
@@ -195,13 +230,15 @@ def pull_artifact(
     client.fetch_blob(ref.repository, config_desc["digest"], int(config_desc["size"]), buf)
     manifest = json.loads(buf.getvalue()).get("tursi")
     if not isinstance(manifest, dict) or not KEY.fullmatch(str(manifest.get("key", ""))):
-        return _foreign_gguf(client, ref, doc, artifacts_dir / ".pulled")
+        return _foreign_gguf(client, ref, doc, artifacts_dir / ".pulled", progress)
     key = str(manifest["key"])
     if cache.lookup(artifacts_dir, key) is not None:
         return Pulled(key, None, False)
+    layers = [layer for layer in doc["layers"] if DERIVED not in (layer.get("annotations") or {})]
+    _track(client, layers, progress)
     staging = cache.make_staging(artifacts_dir, key)
     try:
-        for layer in doc["layers"]:
+        for layer in layers:
             target = staging / _safe_title(layer, staging)
             target.parent.mkdir(parents=True, exist_ok=True)
             fetch_resumable(client, ref, layer, artifacts_dir / ".partial").replace(target)
@@ -243,7 +280,26 @@ def _hashed(path: Path) -> tuple[Any, int]:
     return hasher, size
 
 
-def _foreign_gguf(client: RegistryClient, ref: Reference, doc: dict[str, Any], folder: Path) -> Pulled:
+def _track(client: RegistryClient, layers: list[dict[str, Any]], progress: Callable[[int, int], None] | None) -> None:
+    if progress is None:
+        return
+    total, done = sum(int(layer["size"]) for layer in layers), [0]
+
+    def on_bytes(count: int) -> None:
+        done[0] += count
+        progress(done[0], total)
+
+    client.on_bytes = on_bytes
+    progress(0, total)
+
+
+def _foreign_gguf(
+    client: RegistryClient,
+    ref: Reference,
+    doc: dict[str, Any],
+    folder: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> Pulled:
     """The one GGUF layer of a model-spec artifact another tool pushed, checked, kept by its digest."""
     ggufs = [layer for layer in doc.get("layers") or [] if layer.get("mediaType") == GGUF_LAYER]
     if len(ggufs) != 1:
@@ -256,6 +312,7 @@ def _foreign_gguf(client: RegistryClient, ref: Reference, doc: dict[str, Any], f
     if target.is_file() and target.stat().st_size == int(layer["size"]):
         return Pulled(None, target, False)
     folder.mkdir(parents=True, exist_ok=True)
+    _track(client, [layer], progress)
     fetch_resumable(client, ref, layer, folder.parent / ".partial").replace(target)
     return Pulled(None, target, True)
 

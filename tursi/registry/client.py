@@ -16,7 +16,7 @@ import json
 import re
 import ssl
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -48,9 +48,10 @@ class RegistryClient:
     registry: str  # host[:port]
     username: str | None = None
     password: str | None = None
-    cafile: str | None = None  # a CA (or the registry's own certificate) to trust; else the system's
+    ca_pem: str | None = None  # a CA (or the registry's own certificate), PEM text, to trust; else the system's
     plain_http: bool = False
     traffic: Traffic = field(default_factory=Traffic)
+    on_bytes: Callable[[int], None] | None = None  # told each piece of a blob as it is fetched (pull progress)
     _tokens: dict[str, str] = field(default_factory=dict)
     _basic: bool = False
 
@@ -60,8 +61,13 @@ class RegistryClient:
         netloc = netloc or self.registry
         if self.plain_http:
             return http.client.HTTPConnection(netloc, timeout=60)
-        context = ssl.create_default_context(cafile=self.cafile)
-        return http.client.HTTPSConnection(netloc, timeout=60, context=context)
+        return http.client.HTTPSConnection(netloc, timeout=60, context=self._tls())
+
+    def _tls(self) -> ssl.SSLContext:
+        try:
+            return ssl.create_default_context(cadata=self.ca_pem)
+        except (ssl.SSLError, ValueError) as e:
+            raise RegistryFailed(f"the CA certificate given for {self.registry} is not PEM: {e}") from None
 
     def _auth_header(self, scope: str) -> dict[str, str]:
         if scope in self._tokens:
@@ -126,7 +132,7 @@ class RegistryClient:
         if url.scheme not in ("http", "https") or not url.netloc:
             raise RegistryFailed(f"{self.registry} names a token service that is not a URL: {realm!r}")
         conn = (
-            http.client.HTTPSConnection(url.netloc, timeout=60, context=ssl.create_default_context(cafile=self.cafile))
+            http.client.HTTPSConnection(url.netloc, timeout=60, context=self._tls())
             if url.scheme == "https"
             else http.client.HTTPConnection(url.netloc, timeout=60)
         )
@@ -198,12 +204,16 @@ class RegistryClient:
             into.seek(0)
             into.truncate()
         start = got
+        if self.on_bytes is not None and start:
+            self.on_bytes(start)  # what an interrupted pull already had
         for chunk in _chunks(resp):
             got += len(chunk)
             if got > size:
                 raise DigestMismatch(f"blob {digest} is longer than its descriptor's {size} bytes")
             hasher.update(chunk)
             into.write(chunk)
+            if self.on_bytes is not None:
+                self.on_bytes(len(chunk))
         self.traffic.bytes_downloaded += got - start
         if got != size or "sha256:" + hasher.hexdigest() != digest:
             raise DigestMismatch(f"blob {digest} from {self.registry} does not match its digest ({got} bytes)")

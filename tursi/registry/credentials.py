@@ -18,7 +18,8 @@ from typing import Any
 class RegistryAuth:
     username: str | None = None
     password: str | None = None
-    ca_file: str | None = None  # a CA (or the registry's certificate) to trust beyond the system's
+    ca_pem: str | None = None  # a CA (or the registry's certificate), PEM text, to trust beyond the system's;
+    # text, not a path, so credentials sent to a remote daemon carry the certificate itself
     plain_http: bool = False  # loopback registries without TLS only
 
     def as_json(self) -> dict[str, Any]:
@@ -28,7 +29,7 @@ class RegistryAuth:
     def from_json(cls, data: Any) -> RegistryAuth:
         if not isinstance(data, dict):
             return cls()
-        text = {k: data.get(k) if isinstance(data.get(k), str) else None for k in ("username", "password", "ca_file")}
+        text = {k: data.get(k) if isinstance(data.get(k), str) else None for k in ("username", "password", "ca_pem")}
         return cls(**text, plain_http=data.get("plain_http") is True)
 
 
