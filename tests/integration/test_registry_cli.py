@@ -5,13 +5,16 @@ daemon's own credentials (`tursi login --daemon`) while its CLI has none. Real t
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 from tests.conftest import CLI, DaemonProc, Env, make_env, stop_everything_in
 from tests.integration.registry_server import PASSWORD, USER, Registry
 from tests.integration.test_lifecycle import embed, post
+from tursi.cli.render import human_size
 
 
 def isolated(env: Env) -> Env:
@@ -144,3 +147,9 @@ def test_a_model_spec_artifact_pushed_the_way_docker_does_deploys(
     status, reply = post(f"{dep['endpoint']}/completions", {"prompt": "Hello", "max_tokens": 4})
     assert status == 200, reply
     assert reply["usage"]["completion_tokens"] > 0
+
+    (downloaded,) = (env.home / "artifacts" / ".pulled").iterdir()  # `up` imported it into the cache: a spare copy
+    os.utime(downloaded, (time.time() - 3600, time.time() - 3600))
+    assert f"freed {human_size(downloaded.stat().st_size)}" in env.cli("prune", check=True).stdout
+    assert not downloaded.exists()
+    assert post(f"{dep['endpoint']}/completions", {"prompt": "Hello", "max_tokens": 2})[0] == 200

@@ -51,7 +51,7 @@ def rmi_cmd(cli: CliContext, key: str) -> None:
 @click.command("prune")
 @pass_cli
 def prune_cmd(cli: CliContext) -> None:
-    """Remove every artifact no deployment uses."""
+    """Remove every artifact no deployment uses, and what registry pulls left beside the cache."""
     body = cli.client.prune()
     for key in body["removed"]:
         render.out(f"removed {key[:12]}")

@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from tursi.core.errors import DeploymentExists, InvalidSpec, ModelNotFound
 from tursi.daemon.context import DAEMON, Daemon
 
 routes = web.RouteTableDef()
+STALE_DOWNLOAD_S = 600
 KEY_PREFIX = re.compile(r"^[0-9a-f]{4,32}$")
 KEY = re.compile(r"^[0-9a-f]{32}$")
 LOADED = ".loaded"  # LOADED/<key>.json: written by `load` for an artifact that came in a bundle
@@ -134,4 +136,22 @@ async def prune(request: web.Request) -> web.Response:
         if not art["used_by"] and await _remove(daemon, art["key"]):
             removed.append(art["key"])
             freed += art["size_bytes"]
+    freed += await asyncio.to_thread(_prune_downloads, daemon.settings.artifacts_dir)
     return web.json_response({"removed": removed, "freed_bytes": freed})
+
+
+def _prune_downloads(root: Path) -> int:
+    """What registry pulls leave beside the cache: GGUFs from other tools' artifacts (``.pulled``; `up` imported
+    them into the cache) and partial layers (``.partial``, kept for a resume), untouched for STALE_DOWNLOAD_S (a
+    pull still writing is left alone). Returns the bytes freed."""
+    freed, now = 0, time.time()
+    for folder in (root / ".pulled", root / ".partial"):
+        for path in folder.glob("*") if folder.is_dir() else ():
+            try:
+                st = path.lstat()
+                if path.is_file() and not path.is_symlink() and now - st.st_mtime > STALE_DOWNLOAD_S:
+                    path.unlink()
+                    freed += st.st_size
+            except OSError:
+                continue
+    return freed
