@@ -64,6 +64,7 @@ def make_env(home: Path) -> Env:
             "TURSI_SAMPLE_INTERVAL": "0.5",
             "TURSI_STOP_GRACE": "5",
             "TURSI_GATEWAY": "off",  # tests that use the gateway give it a free port
+            "TURSI_UI": "off",  # and so do the dashboard's tests
             "HF_HUB_OFFLINE": "1",
         }
     )

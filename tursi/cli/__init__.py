@@ -23,6 +23,7 @@ from tursi.cli import (
     registry,
     stats,
     system,
+    ui,
     up,
 )
 from tursi.cli.context import CliContext
@@ -45,7 +46,7 @@ def cli(ctx: click.Context, daemon_url: str | None) -> None:
     ctx.obj = CliContext(Settings.load(os.environ), daemon_url)
 
 
-for module in (up, ps, down, loading, logs, stats, system, images, bundles, contexts, pack, compose, registry):
+for module in (up, ps, down, loading, logs, stats, system, images, bundles, contexts, pack, compose, registry, ui):
     for command in module.COMMANDS:
         cli.add_command(command)
 

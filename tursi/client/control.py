@@ -275,6 +275,17 @@ class ControlClient:
         progress event; returns the ``ready`` event, raises the error the daemon streamed."""
         return cast(ReadyEvent, self._progress("/v1/deployments", spec, "ready", on_event))
 
+    def plan(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """What `up` with this body would do here and why (`up --dry-run`): the plan and its reasons, the cached
+        artifact if any, the expected size and memory. Nothing is converted, recorded or started."""
+        body = {k: v for k, v in spec.items() if v is not None}
+        # the daemon hashes the source to find its cached artifact (and may fetch a hub id): minutes for a large one
+        resp = self._send("POST", "/v1/plan", body, timeout=UPLOAD_ANSWER_S)
+        try:
+            return cast(dict[str, Any], json.loads(resp.read()))
+        finally:
+            resp.close()
+
     def build(self, spec: Mapping[str, Any], on_event: OnEvent | None = None) -> BuiltEvent:
         """Convert for a target into the daemon's cache (no deployment); returns the ``built`` event."""
         return cast(BuiltEvent, self._progress("/v1/artifacts/build", spec, "built", on_event))
@@ -318,6 +329,10 @@ class ControlClient:
         """The daemon pulls ``ref`` into its cache; its key and whether anything was downloaded. Progress ("bytes"
         events) goes to ``on_event`` while layers download."""
         return self._progress("/v1/registry/pull", {"ref": ref, "auth": auth, "stream": True}, "pulled", on_event)
+
+    def ui_login_token(self) -> dict[str, Any]:
+        """A one-time login link for the dashboard."""
+        return cast(dict[str, Any], self.request("POST", "/v1/ui/login-token", {}))
 
     def registry_login(self, registry: str, auth: Mapping[str, Any]) -> dict[str, Any]:
         """Give the daemon its own credentials for ``registry`` (checked there first)."""

@@ -235,6 +235,20 @@ class CrossSiteRequest(TursiError):
     exit_code = 77  # EX_NOPERM
 
 
+class SessionRequired(TursiError):
+    code = "session_required"
+    title = "The dashboard needs a session: open the link `tursi ui` prints"
+    http_status = 401
+    exit_code = 77  # EX_NOPERM
+
+
+class CsrfFailed(TursiError):
+    code = "csrf_failed"
+    title = "A state-changing dashboard request without its session's CSRF token"
+    http_status = 403
+    exit_code = 77  # EX_NOPERM
+
+
 class DiskFull(TursiError):
     code = "insufficient_storage"
     title = "No space left on the device"

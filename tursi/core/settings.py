@@ -219,6 +219,13 @@ class Settings:
         "tursid",
         "text",
     )
+    ui: str = _var(
+        "TURSI_UI",
+        "127.0.0.1:8586",
+        "where tursid serves the dashboard (`tursi ui`): a loopback HOST:PORT, or `off`",
+        "tursid",
+        "text",
+    )
     keep_alive: str = _var(
         "TURSI_KEEP_ALIVE",
         "5m",

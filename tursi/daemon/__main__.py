@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         help="where to serve the gateway, one port for every deployment (default: TURSI_GATEWAY, 127.0.0.1:8585)",
     )
     parser.add_argument(
+        "--ui",
+        metavar="HOST:PORT|off",
+        help="where to serve the dashboard, loopback only (default: TURSI_UI, 127.0.0.1:8586)",
+    )
+    parser.add_argument(
         "--memory-budget",
         metavar="SIZE",
         help="memory loaded models may use, like 3G (default: TURSI_MEMORY_BUDGET, else physical memory minus 10 %%)",
@@ -89,13 +94,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _overridden(settings: Any, args: Any) -> Any:
-    """``settings`` with --gateway and --memory-budget applied, both checked; ValueError names a bad one."""
+    """``settings`` with --gateway, --ui and --memory-budget applied, all checked; ValueError names a bad one."""
     from tursi.core.addresses import gateway_enabled, parse_listen
     from tursi.core.durations import keep_alive_seconds
     from tursi.core.sizes import parse_size
+    from tursi.http.guards import is_loopback_bind
 
     if args.gateway is not None:
         settings = dataclasses.replace(settings, gateway=args.gateway)
+    if args.ui is not None:
+        settings = dataclasses.replace(settings, ui=args.ui)
     if args.memory_budget is not None:
         settings = dataclasses.replace(settings, memory_budget=args.memory_budget)
     if settings.memory_budget.strip():
@@ -106,6 +114,8 @@ def _overridden(settings: Any, args: Any) -> Any:
         raise ValueError(f"TURSI_KEEP_ALIVE: {e}") from None
     if gateway_enabled(settings.gateway):
         parse_listen(settings.gateway, "--gateway (or TURSI_GATEWAY)")
+    if gateway_enabled(settings.ui) and not is_loopback_bind(parse_listen(settings.ui, "--ui (or TURSI_UI)")[0]):
+        raise ValueError(f"--ui (or TURSI_UI) {settings.ui!r}: the dashboard serves loopback only (127.0.0.1:PORT)")
     return settings
 
 

@@ -17,10 +17,10 @@ from converters.cache import remove_stale_staging
 from tursi.core.addresses import gateway_enabled, parse_listen
 from tursi.core.hardware import HardwareProfile, detect_cached
 from tursi.core.settings import Settings
-from tursi.daemon import artifacts, bundles, deployments, registry_routes, system
+from tursi.daemon import artifacts, bundles, dashboard, deployments, plan_preview, registry_routes, system
 from tursi.daemon.budget import Budget, budget_from
 from tursi.daemon.context import DAEMON, Daemon
-from tursi.daemon.gateway import Gateway, build_gateway_app, gateway_secret, waker_app_factory
+from tursi.daemon.gateway import GATEWAY, Gateway, build_gateway_app, gateway_secret, waker_app_factory
 from tursi.daemon.lock import InstanceLock
 from tursi.daemon.logfiles import rotation_loop
 from tursi.daemon.memory import release_free_memory
@@ -66,6 +66,8 @@ def build_app(daemon: Daemon, require_token: bool = True, loopback_only: bool = 
     app.add_routes(bundles.routes)  # before artifacts: /v1/artifacts/load and /build are not keys
     app.add_routes(artifacts.routes)
     app.add_routes(registry_routes.routes)
+    app.add_routes(plan_preview.routes)
+    app.add_routes(dashboard.control_routes)
 
     async def on_startup(app: web.Application) -> None:
         removed = remove_stale_staging(daemon.settings.artifacts_dir)
@@ -93,6 +95,29 @@ def build_app(daemon: Daemon, require_token: bool = True, loopback_only: bool = 
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
+    return app
+
+
+def build_dashboard_app(daemon: Daemon) -> web.Application:
+    """The dashboard's own application (loopback only): its page and session routes, the control API's routes the
+    page uses behind the session check, and the gateway's routing for the playground."""
+    app = web.Application(
+        middlewares=[
+            problem_middleware,
+            guard_middleware(MAX_BODY, loopback_only=True),
+            same_origin_middleware(),
+            dashboard.session_middleware(),
+        ],
+        client_max_size=MAX_BODY,
+    )
+    app[DAEMON] = daemon
+    app[HTTP_SETTINGS] = daemon.settings.http
+    app[GATEWAY] = daemon.gateway
+    app.add_routes(dashboard.routes)
+    app.add_routes(system.routes)
+    app.add_routes(deployments.routes)
+    app.add_routes(artifacts.routes)
+    app.add_routes(plan_preview.routes)
     return app
 
 
@@ -179,6 +204,7 @@ async def _run(
         await LimitedTCPSite(runner, listen[0], listen[1], limits, ssl_context=tls).start()
         log.info("tursid also listening on %s://%s:%d", "https" if tls else "http", *listen)
     gateway = await _start_gateway(app, limits, grace_s)
+    ui = await _start_dashboard(app, limits, grace_s)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -187,7 +213,30 @@ async def _run(
     log.info("tursid stopping: draining and stopping workers")
     if gateway is not None:
         await gateway.cleanup()
+    if ui is not None:
+        await ui.cleanup()
     await runner.cleanup()
+
+
+async def _start_dashboard(app: web.Application, limits: ConnectionLimits, grace_s: float) -> web.AppRunner | None:
+    """The dashboard on TURSI_UI (loopback only); a port in use is a warning, as for the gateway."""
+    daemon = app[DAEMON]
+    where = daemon.settings.ui
+    if not gateway_enabled(where):
+        return None
+    host, port = parse_listen(where, "TURSI_UI")
+    runner = runner_for(build_dashboard_app(daemon), limits, handle_signals=False, access_log=None,
+                        shutdown_timeout=grace_s)  # fmt: skip
+    await runner.setup()
+    try:
+        await LimitedTCPSite(runner, host, port, limits).start()
+    except OSError as e:
+        log.warning("dashboard not started: cannot listen on %s:%d (%s)", host, port, e.strerror)
+        await runner.cleanup()
+        return None
+    daemon.ui_address = (host, port)
+    log.info("dashboard on http://%s:%d/ui/ (log in with `tursi ui`)", host, port)
+    return runner
 
 
 async def _start_gateway(app: web.Application, limits: ConnectionLimits, grace_s: float) -> web.AppRunner | None:

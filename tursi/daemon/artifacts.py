@@ -59,6 +59,7 @@ def _entry(root: Path, key: str, users: dict[str, list[str]]) -> dict[str, Any]:
         "source": manifest.get("source", {}).get("reference"),
         "format": plan.get("format"),
         "quantization": manifest.get("quantization") or plan.get("quantization"),
+        "target": plan.get("params", {}).get("hardware_target"),
         "size_bytes": cache.dir_size(root / key),
         "created_at": manifest.get("created_at"),
         "used_by": sorted(users.get(key, [])),

@@ -13,6 +13,7 @@ from tursi.daemon.residency import Residency
 from tursi.daemon.sampler import Sampler
 from tursi.daemon.state import StateStore
 from tursi.daemon.supervisor import Supervisor
+from tursi.daemon.ui_sessions import Sessions
 
 
 @dataclass
@@ -26,6 +27,8 @@ class Daemon:
     gateway: Gateway
     reserved_names: set[str] = field(default_factory=set)
     reserved_ports: set[int] = field(default_factory=set)
+    ui_sessions: Sessions = field(default_factory=Sessions)  # the dashboard's login tokens and sessions
+    ui_address: tuple[str, int] | None = None  # where the dashboard is served, once it is
 
 
 DAEMON = web.AppKey("daemon", Daemon)

@@ -214,6 +214,14 @@ def control() -> dict[str, Any]:
             "/v1/registry/login": {
                 "post": _op("Keep the daemon's own credentials for a registry", _json(OBJ), _json(OBJ))
             },
+            "/v1/plan": {
+                "post": _op(
+                    "Preview up (up --dry-run): the plan, its reasons, the cached artifact if any, the expected size"
+                    " and memory; nothing converted, recorded or started",
+                    _json(OBJ),
+                    _json(spec_body()),
+                )
+            },
             "/v1/registry/login/{registry}": {
                 "delete": _op(
                     "Forget the daemon's credentials for a registry",

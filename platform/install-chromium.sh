@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Debian's Chromium, for the dashboard's browser tests (Playwright drives it through executable_path: Playwright's
+# own browser downloads are not possible here). Installs the package as root when it is missing.
+# Usage: platform/install-chromium.sh     prints the path of the `chromium` binary
+set -euo pipefail
+if command -v chromium >/dev/null; then command -v chromium; exit 0; fi
+if [ "$(id -u)" != 0 ]; then
+  echo "install-chromium.sh: Chromium is missing; as root: apt-get install chromium" >&2
+  exit 77
+fi
+export DEBIAN_FRONTEND=noninteractive
+if ! apt-get install -y -q chromium >&2; then
+  apt-get update -q >&2
+  apt-get install -y -q chromium >&2
+fi
+chromium --version >&2
+command -v chromium
