@@ -8,11 +8,12 @@ import json
 import subprocess
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import DAEMON, DaemonProc, Env
+from tests.conftest import DAEMON, DaemonProc, Env, wait_for
 from tests.integration.test_lifecycle import free_port
 
 
@@ -121,3 +122,65 @@ def test_the_dashboard_is_loopback_only_and_off_means_off(env: Env) -> None:
         assert "Traceback" not in off.stderr
     finally:
         daemon.terminate()
+
+
+def test_over_the_tls_listener_the_control_token_logs_a_browser_in(env: Env) -> None:
+    """Another machine's browser: the dashboard on tursid's TLS listener, logged in with the control token (as a
+    bearer token is checked and throttled); the session cookie is Secure and then needs the CSRF token too."""
+    import ssl
+
+    from tests.integration.test_remote import said, start_tcp_daemon
+
+    port = free_port()
+    proc, log = start_tcp_daemon(env, "--listen", f"127.0.0.1:{port}")
+    try:
+        token = said(log, "TURSI_TOKEN): ")
+        tls = ssl.create_default_context(cafile=str(env.home / "tls" / "tursid.crt"))
+        own = f"https://127.0.0.1:{port}"
+
+        def https(method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, Any, bytes]:
+            conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=tls)
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                return resp.status, resp.headers, resp.read()
+            finally:
+                conn.close()
+
+        def up() -> bool:
+            try:
+                return https("GET", "/ui/", {})[0] == 401
+            except OSError:
+                return False
+
+        wait_for(up, timeout=20)
+        status, _, page = https("GET", "/ui/", {})
+        assert b"token-form" in page  # the log-in page offers the token form
+        json_type = {"Content-Type": "application/json", "Origin": own}
+        status, _, body = https("POST", "/ui/login", json_type, json.dumps({"token": "tct_wrong"}).encode())
+        assert (status, code(body)) == (401, "unauthorized")
+        foreign = {**json_type, "Origin": "https://evil.example"}
+        status, _, body = https("POST", "/ui/login", foreign, json.dumps({"token": token}).encode())
+        assert (status, code(body)) == (403, "cross_site_request")  # no logging in from another site's page
+        status, headers, body = https("POST", "/ui/login", json_type, json.dumps({"token": token}).encode())
+        assert status == 200, body
+        set_cookie = headers["Set-Cookie"].lower()
+        assert "secure" in set_cookie
+        assert "httponly" in set_cookie
+        assert "samesite=strict" in set_cookie
+        cookie = "tursi_ui=" + SimpleCookie(headers["Set-Cookie"])["tursi_ui"].value
+        status, _, body = https("GET", "/ui/session", {"Cookie": cookie})
+        assert status == 200, body
+        csrf = json.loads(body)["csrf"]
+        assert https("GET", "/v1/deployments", {"Cookie": cookie})[0] == 200
+        status, _, body = https("POST", "/v1/artifacts/prune", {**json_type, "Cookie": cookie}, b"{}")
+        assert (status, code(body)) == (403, "csrf_failed")
+        status, _, _ = https(
+            "POST", "/v1/artifacts/prune", {**json_type, "Cookie": cookie, "X-CSRF-Token": csrf}, b"{}"
+        )
+        assert status == 200
+        assert https("GET", "/v1/deployments", {})[0] == 401  # neither a session nor the token
+        assert https("GET", "/v1/deployments", {"Authorization": f"Bearer {token}"})[0] == 200  # the CLI's way
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -57,7 +57,8 @@ def build_app(daemon: Daemon, require_token: bool = True, loopback_only: bool = 
         same_origin_middleware(uploads=UPLOADS),
     ]
     if require_token:  # TCP requests need the token; the Unix socket's 0600 mode is its own check
-        middlewares.append(token_middleware(TokenGuard(daemon.settings.home)))
+        browser = (dashboard.is_dashboard_request, dashboard.gate)
+        middlewares.append(token_middleware(TokenGuard(daemon.settings.home), browser))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[DAEMON] = daemon
     app[HTTP_SETTINGS] = daemon.settings.http
@@ -68,6 +69,9 @@ def build_app(daemon: Daemon, require_token: bool = True, loopback_only: bool = 
     app.add_routes(registry_routes.routes)
     app.add_routes(plan_preview.routes)
     app.add_routes(dashboard.control_routes)
+    if require_token:  # over TLS, another machine's browser logs in with the control token
+        app.add_routes(dashboard.routes)
+        app[GATEWAY] = daemon.gateway
 
     async def on_startup(app: web.Application) -> None:
         removed = remove_stale_staging(daemon.settings.artifacts_dir)

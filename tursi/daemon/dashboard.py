@@ -18,15 +18,24 @@ from importlib import resources
 from aiohttp import web
 from yarl import URL
 
-from tursi.core.errors import CrossSiteRequest, CsrfFailed, DeploymentNotFound, NotReady, SessionRequired
+from tursi.core.errors import (
+    CrossSiteRequest,
+    CsrfFailed,
+    DeploymentNotFound,
+    InvalidRequest,
+    NotReady,
+    SessionRequired,
+)
 from tursi.daemon.context import DAEMON, Daemon
+from tursi.daemon.remote import TokenGuard
 from tursi.daemon.ui_sessions import LOGIN_TOKEN_TTL_S, Session
+from tursi.http.guards import read_json
 
 log = logging.getLogger(__name__)
 
 COOKIE = "tursi_ui"
 CSRF_HEADER = "X-CSRF-Token"
-ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "index.html": "text/html"}
+ASSETS = {"app.js": "text/javascript", "login.js": "text/javascript", "app.css": "text/css"}
 PUBLIC = ("/ui/login", "/ui/assets/")  # reachable without a session: the login, and the page's static files
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -44,22 +53,36 @@ def session_middleware() -> Callable[..., Awaitable[web.StreamResponse]]:
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        _refuse_foreign(request)
-        if request.path.startswith(PUBLIC):
-            return await handler(request)
-        session = request.app[DAEMON].ui_sessions.find(request.cookies.get(COOKIE))
-        if session is None:
-            if request.method == "GET" and request.path in ("/", "/ui", "/ui/"):
-                return _page("log-in.html", status=401)
-            raise SessionRequired("no dashboard session: open the link `tursi ui` prints", hint="tursi ui --open")
-        if request.method not in SAFE_METHODS and not hmac.compare_digest(
-            request.headers.get(CSRF_HEADER, ""), session.csrf
-        ):
-            raise CsrfFailed(f"a state-changing request from the dashboard must carry its {CSRF_HEADER} header")
-        request[SESSION] = session
-        return await handler(request)
+        return await gate(request, handler)
 
     return middleware
+
+
+def is_dashboard_request(request: web.Request) -> bool:
+    """On tursid's TLS listener: a request for the dashboard (its pages, or the API with its session cookie and no
+    bearer token), which ``gate`` checks instead of the control token."""
+    if "Authorization" in request.headers:
+        return False
+    return request.path == "/" or request.path.startswith("/ui/") or COOKIE in request.cookies
+
+
+async def gate(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    _refuse_foreign(request)
+    if request.path.startswith(PUBLIC):
+        return await handler(request)
+    session = request.app[DAEMON].ui_sessions.find(request.cookies.get(COOKIE))
+    if session is None:
+        if request.method == "GET" and request.path in ("/", "/ui", "/ui/"):
+            return _page("log-in.html", status=401)
+        raise SessionRequired("no dashboard session: open the link `tursi ui` prints", hint="tursi ui --open")
+    if request.method not in SAFE_METHODS and not hmac.compare_digest(
+        request.headers.get(CSRF_HEADER, ""), session.csrf
+    ):
+        raise CsrfFailed(f"a state-changing request from the dashboard must carry its {CSRF_HEADER} header")
+    request[SESSION] = session
+    return await handler(request)
 
 
 def _refuse_foreign(request: web.Request) -> None:
@@ -97,8 +120,28 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _page("log-in.html", status=401)
     cookie, _ = redeemed
     resp = web.HTTPSeeOther("/ui/", headers=_NO_STORE)
-    resp.set_cookie(COOKIE, cookie, httponly=True, samesite="Strict", path="/", secure=request.secure)
+    _set_cookie(resp, cookie, request)
     return resp
+
+
+@routes.post("/ui/login")
+async def login_with_token(request: web.Request) -> web.Response:
+    """Another machine, on tursid's TLS listener: the control token (``{"token": ...}``) logs the browser in,
+    checked and throttled as a bearer token is."""
+    daemon: Daemon = request.app[DAEMON]
+    body = await read_json(request)
+    token = body.get("token")
+    if not isinstance(token, str) or not token:
+        raise InvalidRequest("'token' must be tursid's control token", param="token")
+    TokenGuard(daemon.settings.home).check(request.remote or "unknown", f"Bearer {token}")
+    cookie, _ = daemon.ui_sessions.open()
+    resp = web.json_response({"logged_in": True}, headers=_NO_STORE)
+    _set_cookie(resp, cookie, request)
+    return resp
+
+
+def _set_cookie(resp: web.StreamResponse, cookie: str, request: web.Request) -> None:
+    resp.set_cookie(COOKIE, cookie, httponly=True, samesite="Strict", path="/", secure=request.secure)
 
 
 @routes.get("/")
@@ -114,7 +157,7 @@ async def index(request: web.Request) -> web.Response:
 @routes.get("/ui/assets/{name}")
 async def asset(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    if name not in ASSETS or name == "index.html":
+    if name not in ASSETS:
         raise DeploymentNotFound(f"no dashboard asset {name!r}")
     body = resources.files("tursi.daemon").joinpath("dashboard_assets", name).read_bytes()
     return web.Response(body=body, content_type=ASSETS[name], charset="utf-8", headers=_NO_STORE)
@@ -124,7 +167,9 @@ async def asset(request: web.Request) -> web.Response:
 async def session_info(request: web.Request) -> web.Response:
     """What the page needs to start: its CSRF token and the daemon it speaks to."""
     daemon: Daemon = request.app[DAEMON]
-    session: Session = request[SESSION]
+    session: Session | None = request.get(SESSION)
+    if session is None:  # the control socket serves these routes too, with no session to give
+        raise SessionRequired("no dashboard session: open the link `tursi ui` prints", hint="tursi ui --open")
     return web.json_response(
         {
             "csrf": session.csrf,

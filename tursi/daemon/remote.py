@@ -62,7 +62,16 @@ class TokenGuard:
         raise Unauthorized("tursid over TCP needs its token: set TURSI_TOKEN (Authorization: Bearer <token>)")
 
 
-def token_middleware(guard: TokenGuard) -> Callable[..., Awaitable[web.StreamResponse]]:
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BrowserGate = tuple[Callable[[web.Request], bool], Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]]
+
+
+def token_middleware(
+    guard: TokenGuard, browser: BrowserGate | None = None
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """The control token on TCP requests; ``browser``: (which requests are the dashboard's, the check they get
+    instead), so a browser logged in with the token (a session cookie) reaches the dashboard over TLS."""
+
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -70,6 +79,8 @@ def token_middleware(guard: TokenGuard) -> Callable[..., Awaitable[web.StreamRes
         sock = request.transport.get_extra_info("socket") if request.transport else None
         if sock is not None and sock.family == socket.AF_UNIX:
             return await handler(request)  # the socket's 0600 mode is the check
+        if browser is not None and browser[0](request):  # a browser: its session (logged in with the token)
+            return await browser[1](request, handler)
         guard.check(request.remote or "unknown", request.headers.get("Authorization", ""))
         return await handler(request)
 

@@ -38,9 +38,13 @@ class Sessions:
     def redeem(self, token: str) -> tuple[str, Session] | None:
         """A new session (cookie value, session) for a login token not used or expired before; else None."""
         expiry = self.tokens.pop(_digest(token), None)
-        now = self.clock()
-        if expiry is None or expiry < now:
+        if expiry is None or expiry < self.clock():
             return None
+        return self.open()
+
+    def open(self) -> tuple[str, Session]:
+        """A new session: (cookie value, session)."""
+        now = self.clock()
         cookie = secrets.token_urlsafe(32)
         session = Session(secrets.token_urlsafe(24), now, now)
         self.sessions[_digest(cookie)] = session
