@@ -169,20 +169,23 @@ def install_pack(
 class DeviceDaemon:
     env: Env  # the workstation's CLI pointed at the device's socket
     handle: object
+    home: str = HOME  # its TURSI_HOME, in the device
 
     def up(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return tursi("up", *args, env=self.env.vars, timeout=900, check=check)
 
 
 def start_device_daemon(
-    device: EmulatedDevice, prefix: str, cpu: str, log: Path, netns: str | None = None
+    device: EmulatedDevice, prefix: str, cpu: str, log: Path, netns: str | None = None, home_in_device: str = HOME
 ) -> DeviceDaemon:
-    home = device.host_path(HOME)
+    """tursid of the pack at ``prefix``, in the device (in network namespace ``netns``), with its own TURSI_HOME: a
+    second daemon on the same home would lose its lock, and the CLI would talk to the first one."""
+    home = device.host_path(home_in_device)
     url = f"unix://{home / 'tursid.sock'}"
     env = make_env(log.parent / "cli-home")
     env.vars["TURSI_HOST"] = url
     device_vars = device.env(  # an emulated load takes minutes: the tests keep what they deployed loaded
-        cpu, TURSI_HOME=HOME, TURSI_READY_TIMEOUT="900", TURSI_STOP_GRACE="20", TURSI_KEEP_ALIVE="forever"
+        cpu, TURSI_HOME=home_in_device, TURSI_READY_TIMEOUT="900", TURSI_STOP_GRACE="20", TURSI_KEEP_ALIVE="forever"
     )
     command = device.command([f"{prefix}/venv/bin/tursid"], cpu=cpu)
     handle = spawn_tursid(
@@ -192,13 +195,13 @@ def start_device_daemon(
         handle.wait_healthy(ControlClient(url), timeout_s=300)
     except DaemonUnavailable as e:
         raise AssertionError(f"{e.detail}\n{log.read_text(errors='replace')[-3000:]}") from None
-    return DeviceDaemon(env, handle)
+    return DeviceDaemon(env, handle, home_in_device)
 
 
 def stop_device_daemon(device: EmulatedDevice, daemon: DeviceDaemon) -> None:
     tursi("down", "--all", env=daemon.env.vars, timeout=300, check=False)
     daemon.handle.stop(timeout_s=120)  # type: ignore[attr-defined]
-    stop_everything_in(device.host_path(HOME))
+    stop_everything_in(device.host_path(daemon.home))
 
 
 @pytest.fixture(scope="module")
@@ -413,8 +416,11 @@ def test_one_registry_tag_gives_a_pi4_and_an_x86_device_each_its_own_build(
             proc = install_pack(device, built.packs["rpi4"], "/opt/tursi4", A72, unpacked=False)
             assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
             print(f"\nrpi4 pack installed offline under {A72} in {time.monotonic() - t0:.0f} s")
-            pi4 = start_device_daemon(device, "/opt/tursi4", A72, tmp_path / "tursid.log", netns=arm_ns)
+            pi4 = start_device_daemon(device, "/opt/tursi4", A72, tmp_path / "tursid.log", arm_ns, "/h4")
             try:
+                seen = json.loads(tursi("system", "--format", "json", env=pi4.env.vars).stdout)["hardware"]
+                assert "dotprod" not in seen["features"]  # this Pi 4's own tursid (the Pi 5's runs beside it)
+                assert "neon" in seen["features"]
                 isolated(pi4.env)  # the workstation's CLI for the Pi keeps no registry credentials
                 assert login(pi4.env, reg, PASSWORD, "--daemon").returncode == 0
                 port = free_port()

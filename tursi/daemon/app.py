@@ -227,40 +227,40 @@ async def _run(
 async def _start_dashboard(app: web.Application, limits: ConnectionLimits, grace_s: float) -> web.AppRunner | None:
     """The dashboard on TURSI_UI (loopback only); a port in use is a warning, as for the gateway."""
     daemon = app[DAEMON]
-    where = daemon.settings.ui
-    if not gateway_enabled(where):
+    if not gateway_enabled(daemon.settings.ui):
         return None
-    host, port = parse_listen(where, "TURSI_UI")
-    runner = runner_for(build_dashboard_app(daemon), limits, handle_signals=False, access_log=None,
-                        shutdown_timeout=grace_s)  # fmt: skip
-    await runner.setup()
-    try:
-        await LimitedTCPSite(runner, host, port, limits).start()
-    except OSError as e:
-        log.warning("dashboard not started: cannot listen on %s:%d (%s)", host, port, e.strerror)
-        await runner.cleanup()
-        return None
-    daemon.ui_address = (host, port)
-    log.info("dashboard on http://%s:%d/ui/ (log in with `tursi ui`)", host, port)
+    host, port = parse_listen(daemon.settings.ui, "TURSI_UI")
+    runner = await _serve_beside(build_dashboard_app(daemon), host, port, limits, grace_s, "dashboard")
+    if runner is not None:
+        daemon.ui_address = (host, port)
+        log.info("dashboard on http://%s:%d/ui/ (log in with `tursi ui`)", host, port)
     return runner
 
 
 async def _start_gateway(app: web.Application, limits: ConnectionLimits, grace_s: float) -> web.AppRunner | None:
     """The gateway on TURSI_GATEWAY; a port in use (another tursid, an Ollama) is a warning, not a failed start."""
     daemon = app[DAEMON]
-    where = daemon.settings.gateway
-    if not gateway_enabled(where):
+    if not gateway_enabled(daemon.settings.gateway):
         return None
-    host, port = parse_listen(where)
+    host, port = parse_listen(daemon.settings.gateway)
     gw_app = build_gateway_app(daemon.gateway, loopback_only=is_loopback_bind(host))
     gw_app[HTTP_SETTINGS] = daemon.settings.http
-    runner = runner_for(gw_app, limits, handle_signals=False, access_log=None, shutdown_timeout=grace_s)
+    runner = await _serve_beside(gw_app, host, port, limits, grace_s, "gateway")
+    if runner is not None:
+        log.info("gateway listening on http://%s:%d", host, port)
+    return runner
+
+
+async def _serve_beside(
+    side: web.Application, host: str, port: int, limits: ConnectionLimits, grace_s: float, what: str
+) -> web.AppRunner | None:
+    """``side`` served on its own TCP port beside the control API; None (and a warning) when the port is taken."""
+    runner = runner_for(side, limits, handle_signals=False, access_log=None, shutdown_timeout=grace_s)
     await runner.setup()
     try:
         await LimitedTCPSite(runner, host, port, limits).start()
     except OSError as e:
-        log.warning("gateway not started: cannot listen on %s:%d (%s)", host, port, e.strerror)
+        log.warning("%s not started: cannot listen on %s:%d (%s)", what, host, port, e.strerror)
         await runner.cleanup()
         return None
-    log.info("gateway listening on http://%s:%d", host, port)
     return runner
