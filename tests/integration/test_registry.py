@@ -166,6 +166,7 @@ def test_a_blob_corrupted_in_the_registry_is_refused_and_nothing_is_kept(
             pull_artifact(client(registry), ref, cache)
         assert caught.value.code == "digest_mismatch"
         assert [p for p in cache.rglob("*") if p.is_file()] == []  # no artifact, no staging, no partial kept
+        print(f"\none byte flipped in the registry's storage: {caught.value.code}: {caught.value}")
     finally:
         blob.write_bytes(saved)
     pulled = pull_artifact(client(registry), ref, tmp_path / "cache")  # the next pull starts over, cleanly
