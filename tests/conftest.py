@@ -23,6 +23,16 @@ from tursi.core.refs import find_package_dir
 
 CLI = [sys.executable, "-m", "tursi.cli"]
 DAEMON = daemon_command()
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "e2e")  # folder = marker: `pytest -m unit` is make check's tier
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks each test with its folder's tier, so no test has to remember to."""
+    for item in items:
+        parts = item.path.resolve().relative_to(TESTS).parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(parts[0])
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:

@@ -81,3 +81,49 @@ def test_readme_links_resolve() -> None:
     targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
     assert targets, "the README links to the docs"
     assert [t for t in targets if not t.startswith("http") and not (ROOT / t).exists()] == []
+
+
+CITATION = re.compile(r"((?:unit|integration|e2e)/test_\w+\.py)|::(\w+)|\(((?:`\w+`(?:, )?)+)\)")
+
+
+def _test_functions(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name.startswith("test")}
+
+
+def _bad_input_citations() -> list[tuple[str, str, str]]:
+    """(row, file, what) for every test docs/bad-inputs.md cites: ``file.py::name``, ``::name`` (the file cited
+    before it in the same cell) and ``file.py (`case`, ...)`` (parametrize ids, which must appear in the file)."""
+    cited = []
+    for line in (ROOT / "docs" / "bad-inputs.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) < 2 or not re.search(r"\.py", cells[-1]):
+            continue
+        row, current = cells[0], ""
+        for file, name, cases in CITATION.findall(cells[-1]):
+            if file:
+                current = file
+                cited.append((row, current, ""))
+            elif name:
+                cited.append((row, current, name))
+            elif cases and current:
+                cited += [(row, current, f"`{case}`") for case in re.findall(r"`(\w+)`", cases)]
+    return cited
+
+
+def test_every_test_cited_by_the_bad_inputs_catalogue_exists() -> None:
+    cited = _bad_input_citations()
+    assert len(cited) > 100, "the catalogue cites the tests that prove each row"
+    missing = []
+    for row, file, what in cited:
+        path = ROOT / "tests" / file
+        if not path.is_file():
+            missing.append(f"row {row}: {file}")
+        elif what.startswith("`"):
+            if f'"{what.strip("`")}"' not in path.read_text(encoding="utf-8"):
+                missing.append(f"row {row}: {file} case {what}")
+        elif what and what not in _test_functions(path):
+            missing.append(f"row {row}: {file}::{what}")
+    assert missing == [], "docs/bad-inputs.md cites tests that do not exist:\n" + "\n".join(missing)
