@@ -30,14 +30,14 @@ from tursi.core.refs import find_package_dir
 
 SECTIONS = ("embeddings", "quality", "llm", "gateway", "footprint", "micro")
 MODES = {
-    "quick": {
-        "sentences": 128,
+    "quick": {  # proves every section runs and reports (the suite's test): the smallest load that does
+        "sentences": 64,
         "runs": 1,
         "tokens": 16,
-        "idle_s": 3.0,
+        "idle_s": 2.0,
         "ps_runs": 3,
         "micro_time": "0.05",
-        "llm_s": 4.0,
+        "llm_s": 2.0,
     },
     "full": {
         "sentences": 2048,

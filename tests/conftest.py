@@ -192,14 +192,13 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Pat
     return _tiny_task_model(tmp_path_factory.mktemp("tiny-bert"), minilm_dir, "BertModel", initializer_range=0.4)
 
 
-@pytest.fixture(scope="session")
-def tiny_bert_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
-    """An artifacts folder holding tiny_bert converted with the default plan, made once per session by a real
-    tursid. Tests whose point is not conversion seed their home with it (``seeded_tiny_bert``)."""
-    env = make_env(tmp_path_factory.mktemp("tiny-bert-seed") / "home")
+def converted_once(tmp_path_factory: pytest.TempPathFactory, name: str, model: str) -> Path:
+    """An artifacts folder holding ``model`` converted with the default plan by a real tursid, made once per session.
+    Tests whose point is not conversion seed their home with it (``seed_artifacts``)."""
+    env = make_env(tmp_path_factory.mktemp(f"{name}-seed") / "home")
     daemon = DaemonProc(env).start()
     try:
-        env.cli("up", str(tiny_bert), "--name", "seed", check=True)
+        env.cli("up", model, "--name", "seed", check=True)
         env.cli("down", "seed", check=True)
     finally:
         daemon.terminate()
@@ -207,15 +206,39 @@ def tiny_bert_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Pat
     return env.home / "artifacts"
 
 
-@pytest.fixture
-def seeded_tiny_bert(env: Env, tiny_bert_artifacts: Path) -> None:
-    """Puts the converted tiny_bert into this test's artifact cache, so ``up tiny_bert`` with the default plan
-    skips the ~10 s conversion (the cache is looked up on disk by content key; another plan still converts)."""
+def seed_artifacts(env: Env, artifacts: Path) -> None:
+    """Puts converted artifacts into ``env``'s cache, so ``up`` with the default plan skips the conversion (the cache
+    is looked up on disk by content key; another plan still converts)."""
     target = env.home / "artifacts"
     target.mkdir(parents=True, exist_ok=True)
-    for entry in tiny_bert_artifacts.iterdir():
-        if entry.is_dir() and (entry / "manifest.json").is_file():
+    for entry in artifacts.iterdir():
+        if entry.is_dir() and (entry / "manifest.json").is_file() and not (target / entry.name).exists():
             shutil.copytree(entry, target / entry.name)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    """tiny_bert converted with the default plan, once per session (about 10 s a conversion)."""
+    return converted_once(tmp_path_factory, "tiny-bert", str(tiny_bert))
+
+
+@pytest.fixture
+def seeded_tiny_bert(env: Env, tiny_bert_artifacts: Path) -> None:
+    """Puts the converted tiny_bert into this test's artifact cache (``up tiny_bert`` skips the conversion)."""
+    seed_artifacts(env, tiny_bert_artifacts)
+
+
+@pytest.fixture(scope="session")
+def minilm_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled MiniLM converted with the default plan (export, int8 search, quantize, compare), once per session."""
+    return converted_once(tmp_path_factory, "minilm", "minilm")
+
+
+@pytest.fixture
+def seeded_minilm(env: Env, minilm_artifacts: Path) -> None:
+    """Puts the converted MiniLM into this test's artifact cache: ``up minilm`` (or its folder) skips the conversion,
+    for the tests whose point is serving it, not converting it (tests/e2e/test_minilm.py converts)."""
+    seed_artifacts(env, minilm_artifacts)
 
 
 @pytest.fixture(scope="session")

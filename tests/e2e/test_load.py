@@ -93,6 +93,7 @@ def stream_and_hang_up(conn: http.client.HTTPConnection, i: int, n: int) -> int:
     return status
 
 
+@pytest.mark.usefixtures("seeded_minilm")  # serving under load is the point, not the conversion
 def test_embeddings_32_clients_no_errors_no_growth(env: Env, daemon: DaemonProc) -> None:
     env.cli("up", "minilm", "--name", "load", check=True)
     (dep,) = env.ps()

@@ -128,6 +128,7 @@ def paragraphs(n: int, words: int) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("seeded_minilm")  # batching is the point, not the conversion
 def test_large_requests_on_minilm(env: Env, daemon: DaemonProc) -> None:
     """The real MiniLM (at most 256 tokens a text): a large request runs in batches that let a small one through;
     one whose client disconnects stops running; one over 300,000 tokens is refused before the model runs."""

@@ -39,6 +39,9 @@ WEATHER = {
     },
 }
 ASK = [{"role": "user", "content": "Describe Lisbon as JSON."}]
+# Sampled at temperature 1, each reply takes its own path through the grammar: six rounds of the worker's four slots
+# (50 before; halved to fit the suite's time budget, the same property checked on fewer samples)
+REPLIES = 24
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,7 @@ def smol(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 client = openai_client
 
 
-def test_fifty_json_schema_replies_at_temperature_one_all_validate(smol: str) -> None:
+def test_every_sampled_json_schema_reply_at_temperature_one_validates(smol: str) -> None:
     import jsonschema
 
     fmt = {"type": "json_schema", "json_schema": {"name": "city", "schema": CITY, "strict": True}}
@@ -62,16 +65,19 @@ def test_fifty_json_schema_replies_at_temperature_one_all_validate(smol: str) ->
         return r.choices[0].message.content or "", r.choices[0].finish_reason
 
     with ThreadPoolExecutor(4) as pool:  # four slots: the grammar is per stream
-        replies = list(pool.map(ask, range(50)))
+        replies = list(pool.map(ask, range(REPLIES)))
     valid = 0
     for text, finish in replies:
         assert finish == "stop", text
         jsonschema.validate(json.loads(text), CITY)
         valid += 1
     distinct = len({text for text, _ in replies})
-    print(f"\n{valid}/50 replies validate against the schema at temperature 1.0, {distinct} distinct: {replies[0][0]}")
-    assert valid == 50
-    assert distinct > 10  # sampled, not one forced text
+    print(
+        f"\n{valid}/{REPLIES} replies validate against the schema at temperature 1.0, {distinct} distinct: "
+        f"{replies[0][0]}"
+    )
+    assert valid == REPLIES
+    assert distinct > REPLIES // 4  # sampled, not one forced text
 
 
 def test_json_object_streamed_parses_as_an_object(smol: str) -> None:
