@@ -1,5 +1,5 @@
 # Entry points: `make demo` (install, deploy the bundled MiniLM, embed one sentence), `make check` (the inner
-# loop: lint, types, the fast tier, about 2 minutes) and `make test` (the whole suite, what CI runs). All create
+# loop: lint, types, the fast tier, 1-2 minutes) and `make test` (the whole suite, what CI runs). All create
 # ./.venv themselves and install only when pyproject.toml, the llama.cpp build scripts or the venv changed.
 PYTHON ?= python3
 VENV   := .venv
