@@ -37,7 +37,7 @@ lint: install
 	$(TIMED) lint $(BIN)/ruff check .
 	$(TIMED) types $(BIN)/mypy
 
-# The fast tier: unit tests and in-process API tests (no tursid or worker process, no real model served).
+# The fast tier: unit tests and in-process apps (no tursid or worker process; a real runtime where the answer matters).
 check: lint
 	$(TIMED) pytest $(BIN)/python -m pytest -m unit -q
 

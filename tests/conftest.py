@@ -236,7 +236,7 @@ def minilm_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def seeded_minilm(env: Env, minilm_artifacts: Path) -> None:
-    """Puts the converted MiniLM into this test's artifact cache: ``up minilm`` (or its folder) skips the conversion,
+    """Puts the converted MiniLM into this test's artifact cache: ``up minilm`` skips the conversion,
     for the tests whose point is serving it, not converting it (tests/e2e/test_minilm.py converts)."""
     seed_artifacts(env, minilm_artifacts)
 
