@@ -41,6 +41,7 @@ lint: install
 check: lint
 	$(TIMED) pytest $(BIN)/python -m pytest -m unit -q
 
+# The builds only the last tests need (the arm64 device, the bench's llama-server) fill their caches beside the tests,
+# at the lowest priority (.ci/warm-caches); with warm caches they take seconds.
 test: lint
-	$(TIMED) builds bash platform/build-llama-server.sh $(BIN)/python  # the bench's baseline: once, ~8 min, then cached
-	$(TIMED) pytest $(BIN)/python -m pytest
+	bash .ci/warm-caches $(BIN)/python -- $(TIMED) pytest $(BIN)/python -m pytest

@@ -15,8 +15,11 @@ extra="-DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -D
 extra="$extra -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DCMAKE_BUILD_TYPE=Release"
 key=$(printf '%s %s %s' "$version" "$flags" "$extra" | sha256sum | cut -c1-16)
 dir="$cache/llama-server-$version-$key"
+mkdir -p "$cache"
+# one build at a time per key: a second caller (the bench beside make test's cache warm-up) waits, then reuses it
+exec 9>"$cache/.llama-server-$version-$key.lock"
+flock 9
 if [ ! -x "$dir/llama-server" ]; then
-  mkdir -p "$cache"
   tmp=$(mktemp -d "$cache/.tmp-server.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   echo "building llama-server $version (takes ~8 min on 2 cores) with: $flags" >&2

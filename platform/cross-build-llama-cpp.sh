@@ -45,6 +45,10 @@ compiler=$(aarch64-linux-gnu-g++ -dumpfullversion)
 key=$(printf '%s %s aarch64-linux-gnu-g++ %s' "$version" "$flags" "$compiler" | sha256sum | cut -c1-16)
 dir="$cache/llama-cpp-python-$version-aarch64-$key"
 
+mkdir -p "$cache"
+# one build at a time per key: a second caller (a pack beside make test's cache warm-up) waits, then reuses it
+exec 9>"$cache/.llama-cpp-python-$version-aarch64-$key.lock"
+flock 9
 if ! ls "$dir"/llama_cpp_python-*-"$platform_tag".whl >/dev/null 2>&1; then
   echo "cross-compiling llama-cpp-python $version for aarch64 $arch (about 9 min on 2 cores, once per flags)" >&2
   mkdir -p "$cache"

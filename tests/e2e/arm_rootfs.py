@@ -4,6 +4,7 @@ scripts would do is done by hand or run emulated) and cached under ~/.cache/turs
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -43,6 +44,15 @@ def cached_rootfs(cache_dir: Path | None = None) -> Path:
     if final.is_dir():
         return final
     base.mkdir(parents=True, exist_ok=True)
+    # one build at a time: the test waits for the one platform/warm-caches.sh started beside it, then reuses it
+    with open(base / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if final.is_dir():
+            return final
+        return _build(base, final)
+
+
+def _build(base: Path, final: Path) -> Path:
     _remove_abandoned_builds(base)
     build = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", dir=base))
     build.chmod(0o755)  # mkdtemp's 0700 would become the device's /
