@@ -16,7 +16,7 @@ extra="$extra -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DCMAKE_BUILD_TYPE=
 key=$(printf '%s %s %s' "$version" "$flags" "$extra" | sha256sum | cut -c1-16)
 dir="$cache/llama-server-$version-$key"
 mkdir -p "$cache"
-# one build at a time per key: a second caller (the bench beside make test's cache warm-up) waits, then reuses it
+# one build at a time per key: a second caller (make test and a bench run at once) waits, then reuses it
 exec 9>"$cache/.llama-server-$version-$key.lock"
 flock 9
 if [ ! -x "$dir/llama-server" ]; then

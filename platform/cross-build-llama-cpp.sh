@@ -46,7 +46,7 @@ key=$(printf '%s %s aarch64-linux-gnu-g++ %s' "$version" "$flags" "$compiler" | 
 dir="$cache/llama-cpp-python-$version-aarch64-$key"
 
 mkdir -p "$cache"
-# one build at a time per key: a second caller (a pack beside make test's cache warm-up) waits, then reuses it
+# one build at a time per key: a second caller (two `tursi pack` runs at once) waits, then reuses it
 exec 9>"$cache/.llama-cpp-python-$version-aarch64-$key.lock"
 flock 9
 if ! ls "$dir"/llama_cpp_python-*-"$platform_tag".whl >/dev/null 2>&1; then

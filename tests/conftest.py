@@ -27,21 +27,12 @@ TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "e2e")  # folder = marker: `pytest -m unit` is make check's tier
 
 
-# Modules whose builds .ci/warm-caches makes beside the tests (llama-server, the ARM cross builds and root
-# filesystem): run last, so that on a fresh machine the builds have the whole run to finish in.
-LAST = {"test_bench.py": 1, "test_arm_device.py": 2}
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Marks each test with its folder's tier, so no test has to remember to; cheapest tier first, LAST at the end."""
-    rank: dict[int, tuple[int, int]] = {}
+    """Marks each test with its folder's tier, so no test has to remember to."""
     for item in items:
         parts = item.path.resolve().relative_to(TESTS).parts
         if parts and parts[0] in TIERS:
             item.add_marker(parts[0])
-        tier = TIERS.index(parts[0]) if parts and parts[0] in TIERS else len(TIERS)
-        rank[id(item)] = (tier, LAST.get(item.path.name, 0))
-    items.sort(key=lambda item: rank[id(item)])  # stable: a module's tests stay together and in order
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:

@@ -44,7 +44,7 @@ def cached_rootfs(cache_dir: Path | None = None) -> Path:
     if final.is_dir():
         return final
     base.mkdir(parents=True, exist_ok=True)
-    # one build at a time: the test waits for the one platform/warm-caches.sh started beside it, then reuses it
+    # one build at a time: a second process (another test session on this machine) waits, then reuses it
     with open(base / f".{final.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if final.is_dir():
