@@ -5,6 +5,12 @@ json-schema-to-grammar), loaded without the package's ``__init__`` (``llama_nati
 silently ignores keywords it does not implement (``minimum``, ``uniqueItems``, ...): a reply would then "follow" a
 schema it does not satisfy. So every keyword is checked first, and one that would not be enforced is refused by
 name (``SchemaUnsupported``); annotations that constrain nothing (``title``, ``description``, ...) are fine.
+
+Two parts of that converter are replaced here, because their grammars were wrong or refused by llama.cpp: a
+``pattern`` is written by runtimes/json_schema_pattern.py (the converter let ``^a|b$`` produce an unterminated
+string and wrote ``\\d`` as an escape GBNF does not have), and repetitions (``minItems``/``maxItems``,
+``minLength``/``maxLength``) use GBNF's own ``{m,n}``, as llama.cpp's C++ converter does, instead of ``(x (x
+...)?)?`` nested as deep as the maximum (over a few hundred, llama.cpp refused the grammar).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ class SchemaUnsupported(ValueError):
 
 
 def grammar_for(schema: Any) -> str:
-    """The GBNF grammar whose sentences are exactly the JSON texts ``schema`` accepts (compact whitespace)."""
+    """The GBNF grammar whose sentences are JSON texts ``schema`` accepts (compact whitespace)."""
     if not isinstance(schema, dict):
         raise SchemaUnsupported("a JSON schema must be an object", "")
     text = json.dumps(schema)
@@ -46,7 +52,9 @@ def grammar_for(schema: Any) -> str:
         raise SchemaUnsupported(f"the schema is over {MAX_SCHEMA_BYTES} bytes", "")
     _check(schema, "", 0)
     try:
-        grammar: str = _converter().json_schema_to_gbnf(text)
+        grammar: str = _convert(json.loads(text))
+    except SchemaUnsupported:
+        raise
     except Exception as e:  # noqa: BLE001 - its own refusals are asserts and ValueErrors; any failure is a 400
         raise SchemaUnsupported(f"the schema cannot be turned into a grammar: {e}", "") from None
     grammar = _strict_strings(grammar)
@@ -71,7 +79,58 @@ def _converter() -> Any:
     from runtimes.llama_native import bindings
 
     bindings()  # the llama_cpp namespace, without its numpy-loading __init__ when it has not run yet
-    return importlib.import_module("llama_cpp.llama_grammar")
+    module = importlib.import_module("llama_cpp.llama_grammar")
+    # its methods look the function up in the module at each call: ours writes GBNF's {m,n}
+    module._build_repetition = _build_repetition  # type: ignore[attr-defined]
+    return module
+
+
+def _convert(schema: dict[str, Any]) -> str:
+    """llama-cpp-python's ``json_schema_to_gbnf``, with patterns written by runtimes.json_schema_pattern."""
+    from runtimes.json_schema_pattern import PatternUnsupported, pattern_gbnf
+
+    module = _converter()
+
+    class Converter(module.SchemaConverter):  # type: ignore[name-defined]
+        def _visit_pattern(self, pattern: str, name: str) -> str:
+            try:
+                body = pattern_gbnf(pattern)  # checked with its path by _check_pattern already
+            except PatternUnsupported as e:
+                raise SchemaUnsupported(f"'pattern' {pattern[:80]!r}: {e}", "") from None
+            return str(self._add_rule(name, '"\\"" ' + body + ' "\\"" space'))
+
+    converter = Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    resolved = converter.resolve_refs(schema, "stdin")
+    converter.visit(resolved, "")
+    return str(converter.format_grammar())
+
+
+def _build_repetition(
+    item_rule: str,
+    min_items: int,
+    max_items: int | None,
+    separator_rule: str | None = None,
+    item_rule_is_literal: bool = False,
+) -> str:
+    """``item_rule`` from ``min_items`` to ``max_items`` (None: no limit) times, separated by ``separator_rule``,
+    in GBNF's repetition syntax (llama.cpp expands ``{m,n}`` into a chain of rules, not a nesting)."""
+    if item_rule_is_literal:
+        item_rule = f"({item_rule})"
+    if max_items == 0:
+        return ""
+    if min_items == 0 and max_items == 1:
+        return f"{item_rule}?"
+    if not separator_rule:
+        if min_items == 1 and max_items is None:
+            return f"{item_rule}+"
+        if min_items == 0 and max_items is None:
+            return f"{item_rule}*"
+        return f"{item_rule}{{{min_items},{'' if max_items is None else max_items}}}"
+    rest = _build_repetition(
+        f"({separator_rule} {item_rule})", max(0, min_items - 1), None if max_items is None else max_items - 1
+    )
+    result = f"{item_rule} {rest}".rstrip()
+    return f"({result})?" if min_items == 0 else result
 
 
 def _check(schema: Any, path: str, depth: int) -> None:
@@ -134,8 +193,23 @@ def _check_values(schema: dict[str, Any], path: str) -> None:
             raise SchemaUnsupported(f"'{key}' must be an integer in [0, {MAX_REPEAT}]", f"{path}/{key}")
     if "enum" in schema and (not isinstance(schema["enum"], list) or not schema["enum"]):
         raise SchemaUnsupported("'enum' must be a non-empty list", f"{path}/enum")
-    if "pattern" in schema and not isinstance(schema["pattern"], str):
-        raise SchemaUnsupported("'pattern' must be a string", f"{path}/pattern")
+    if "pattern" in schema:
+        _check_pattern(schema["pattern"], f"{path}/pattern")
+        # the converter writes a pattern's rule alone: these would be silently dropped beside it
+        for key in ("minLength", "maxLength", "format", "enum", "const"):
+            if key in schema:
+                raise SchemaUnsupported(f"'{key}' is not enforced together with 'pattern'", f"{path}/{key}")
+
+
+def _check_pattern(pattern: Any, path: str) -> None:
+    from runtimes.json_schema_pattern import PatternUnsupported, pattern_gbnf
+
+    if not isinstance(pattern, str):
+        raise SchemaUnsupported("'pattern' must be a string", path)
+    try:
+        pattern_gbnf(pattern)
+    except PatternUnsupported as e:
+        raise SchemaUnsupported(f"'pattern' {pattern[:80]!r}: {e}", path) from None
 
 
 def _escape(name: str) -> str:

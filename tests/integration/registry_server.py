@@ -4,6 +4,7 @@ with TLS and htpasswd auth, for the registry tests: a real registry, never a sta
 from __future__ import annotations
 
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -197,9 +198,13 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[R
     der = load_pem_x509_certificate(signer_cert.read_bytes()).public_bytes(serialization.Encoding.DER)
     service = TokenService(free_port(), signer_cert, [])
     server = ThreadingHTTPServer(("127.0.0.1", service.port), _token_handler(signer_key, der, service))
+    # over TLS, with the registry's own certificate: Tursi sends credentials to a token service over HTTPS only
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key_path)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     auth = (
-        f"{{token: {{realm: 'http://127.0.0.1:{service.port}/token', service: tursi-test-registry, "
+        f"{{token: {{realm: 'https://127.0.0.1:{service.port}/token', service: tursi-test-registry, "
         f"issuer: tursi-test, rootcertbundle: {signer_cert}}}}}"
     )
     try:

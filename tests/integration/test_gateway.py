@@ -5,8 +5,12 @@ through the gateway. Real tursid, real workers: the bundled SmolLM2 and a tiny B
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
+import resource
+import socket
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import DaemonProc, Env, wait_for
+from tests.conftest import DAEMON, DaemonProc, Env, wait_for
 from tests.integration.smollm2_worker import openai_client
 from tests.integration.test_lifecycle import free_port
 
@@ -286,3 +290,162 @@ def test_ollama_keep_alive_through_the_gateway(env: Env, gateway: str, tiny_bert
     wait_for(lambda: status_of(env, "emb") == "idle", timeout=30)
     status, _, problem = request(gateway, "POST", "/api/embed", {"model": "emb", "input": "x", "keep_alive": "soon"})
     assert (status, problem["param"]) == (400, "keep_alive")
+
+
+def test_nothing_happens_before_a_request_is_authorized(env: Env, gateway: str, tiny_bert: Path) -> None:
+    """Issue 28, defect 3: through the gateway, ``/api/embed {"keep_alive": 0}`` without the deployment's API key
+    was answered 401 and still unloaded the model (cutting other clients' streams); ``keep_alive: -1`` pinned it.
+    And defect 4's last point: on an idle port (the waker) or through the gateway, a request to an unknown route (a
+    browser's favicon.ico) or without the key loaded the model. Now each is refused first and changes nothing."""
+    key = "a-long-enough-secret-key-for-the-test"
+    env.cli("up", str(tiny_bert), "--name", "emb", "--api-key", key, "--keep-alive", "4s", check=True)
+    (dep,) = env.ps()
+    direct, auth = f"http://127.0.0.1:{dep['port']}", {"Authorization": f"Bearer {key}"}
+    unload = {"model": "emb", "input": "x", "keep_alive": 0}
+    status, _, problem = request(gateway, "POST", "/api/embed", unload)
+    assert (status, problem["code"]) == (401, "unauthorized")
+    time.sleep(1.5)  # keep_alive 0 used to unload right after the reply
+    assert (status_of(env, "emb"), env.ps()[0]["pid"]) == ("running", dep["pid"])
+    assert request(gateway, "POST", "/api/embed", {**unload, "keep_alive": -1})[0] == 401
+    wait_for(lambda: status_of(env, "emb") == "idle", timeout=30)  # not pinned: its own keep-alive still applies
+    for base in (gateway, direct):
+        status, _, problem = request(base, "GET", "/favicon.ico")
+        assert (status, problem["code"]) == (404, "deployment_not_found"), problem
+        assert request(base, "POST", "/v1/embeddings", {"model": "emb", "input": "x"})[0] == 401
+    time.sleep(1.5)
+    assert status_of(env, "emb") == "idle"
+    status, headers, body = request(direct, "POST", "/v1/embeddings", {"input": "x"}, headers=auth)
+    assert status == 200, body
+    assert status_of(env, "emb") == "running"
+    status, _, body = request(gateway, "POST", "/api/embed", unload, headers=auth)  # with the key: it does unload
+    assert status == 200, body
+    wait_for(lambda: status_of(env, "emb") == "idle", timeout=30)
+
+
+def test_an_idle_port_under_a_connection_flood_keeps_tursid_answering(env: Env, tiny_bert: Path) -> None:
+    """Issue 28, defect 4: an idle deployment's port is served by tursid's waker, which had none of the workers'
+    limits: 1,100 silent connections from one address were all accepted and held, and under ``ulimit -n 1024``
+    tursid ran out of descriptors (`tursi ps` failed, the gateway answered 502, the dashboard 500, the log grew 75 MB
+    in 30 s). Now the waker counts against tursid's connection limits (per address, in all, the header deadline):
+    past its share the address gets a 503 and is closed, and everything else keeps answering."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))  # the flood's own sockets
+    gw_port, ui_port = free_port(), free_port()
+    env.vars.update({"TURSI_GATEWAY": f"127.0.0.1:{gw_port}", "TURSI_UI": f"127.0.0.1:{ui_port}"})
+    daemon = DaemonProc(env, command=["prlimit", "--nofile=1024:1024", "--", *DAEMON]).start()
+    flood: list[socket.socket] = []
+    try:
+        env.cli("up", str(tiny_bert), "--name", "emb", check=True)
+        env.cli("stop", "emb", check=True)
+        port = env.ps("-a")[0]["port"]
+        log_before = daemon.log_path.stat().st_size
+        for _ in range(1100):  # from 127.0.0.1, silent: they never send a byte
+            try:
+                flood.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            except OSError:
+                break  # the backlog is full: what the kernel refuses never reached tursid
+        refused = 0
+        for s in flood:
+            s.setblocking(False)
+            try:
+                refused += s.recv(4096).startswith(b"HTTP/1.1 503")
+            except BlockingIOError:
+                pass  # held (within the per-address share) until the header deadline
+        other = "127.0.0.2"  # a second client: the flood's address is at its share, this one is not
+        assert [d["name"] for d in env.ps("-a")] == ["emb"]  # the control API (Unix socket) answers
+        status, _, models = request(f"http://127.0.0.1:{gw_port}", "GET", "/v1/models", source=other)
+        assert status == 200, models
+        assert [m["id"] for m in models["data"]] == ["emb"]
+        status, _, page = request(f"http://127.0.0.1:{ui_port}", "GET", "/ui/", source=other)
+        assert status == 401  # the dashboard answers: its log-in page, for a browser without a session
+        assert "<html" in str(page).lower()
+        status, _, body = request(f"http://127.0.0.1:{port}", "POST", "/v1/embeddings", {"input": "x"}, source=other)
+        assert status == 200, body  # the idle port still loads the model for a real client
+        grown = daemon.log_path.stat().st_size - log_before
+        print(
+            f"\n{len(flood)} connections opened to the idle port, {refused} answered 503 at once; ps, gateway, "
+            f"dashboard and the port answered; tursid's log grew {grown} bytes"
+        )
+        assert refused >= len(flood) - 300  # beyond the per-address share (256), refused at once
+        assert grown < 100_000
+    finally:
+        for s in flood:
+            s.close()
+        daemon.terminate()
+
+
+def _raw(port: int, head: str, body: bytes, timeout: float = 30) -> tuple[int, dict]:
+    """One request sent as written: ``head`` (request line and headers, without the blank line), then ``body``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"{head}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    return status, json.loads(answer.split(b"\r\n\r\n", 1)[1] or b"{}")
+
+
+def _length(answer: bytes) -> int:
+    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
+
+
+def test_the_gateway_reads_bodies_with_the_workers_limits(env: Env, tiny_bert: Path) -> None:
+    """Issue 28, defects 8 and 9 and the gateway's lows: the gateway parsed bodies with ``json.loads`` on the event
+    loop and kept the tree (eight 8 MiB ``[[],[],...]`` bodies stalled the control socket to 1.75 s and took tursid
+    from 50 to 508 MB), gave bodies no deadline, and answered 500 to a lone surrogate as ``model`` and to a gzip body.
+    Now the workers' limits apply: a body over 100,000 JSON values is a 400 found without parsing it, a trickle is a
+    408, a lone surrogate a 400 naming ``model``; a gzip body is decoded and served, a wrong Content-Encoding a 400."""
+    import psutil
+
+    port = free_port()
+    env.vars.update({"TURSI_GATEWAY": f"127.0.0.1:{port}", "TURSI_BODY_TIMEOUT": "2"})
+    daemon = DaemonProc(env).start()
+    try:
+        env.cli("up", str(tiny_bert), "--name", "emb", check=True)
+        tursid = psutil.Process(daemon.proc.pid if daemon.proc else 0)
+        rss_before = tursid.memory_info().rss
+        nested = b'{"model": "emb", "input": [' + b"[]," * (8 * 2**20 // 3 - 20) + b"[]]}"
+        head = f"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json"
+        answers: list[tuple[int, dict]] = []
+        senders = [threading.Thread(target=lambda: answers.append(_raw(port, head, nested))) for _ in range(8)]
+        started = time.monotonic()
+        for t in senders:
+            t.start()
+        slowest_ps = 0.0
+        while any(t.is_alive() for t in senders):
+            t0 = time.monotonic()
+            env.ps()  # the control socket, while the eight bodies are read and refused
+            slowest_ps = max(slowest_ps, time.monotonic() - t0)
+        took = time.monotonic() - started
+        grown = (tursid.memory_info().rss - rss_before) / 2**20
+        print(
+            f"\neight 8 MiB bodies of 2.8M JSON values: {[a[0] for a in answers]} in {took:.1f} s; "
+            f"slowest `tursi ps` meanwhile {slowest_ps:.2f} s; tursid grew {grown:.0f} MiB"
+        )
+        assert [status for status, _ in answers] == [400] * 8
+        assert all("100000 JSON values" in problem["detail"] for _, problem in answers)
+        assert grown < 150
+
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # a body that trickles
+            s.sendall(f"{head}\r\nContent-Length: 40\r\n\r\n".encode() + b'{"model": ')
+            t0 = time.monotonic()
+            answer = s.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert time.monotonic() - t0 < 10
+
+        status, problem = _raw(port, head, b'{"model": "\\ud800", "input": "x"}')
+        assert (status, problem["param"]) == (400, "model"), problem
+        body = json.dumps({"model": "emb", "input": "a lighthouse"}).encode()
+        status, reply = _raw(port, head + "\r\nContent-Encoding: gzip", gzip.compress(body))
+        assert status == 200, reply
+        assert len(reply["data"][0]["embedding"]) > 0
+        status, problem = _raw(port, head + "\r\nContent-Encoding: gzip", body)  # says gzip, is not
+        assert status == 400, problem
+    finally:
+        daemon.terminate()

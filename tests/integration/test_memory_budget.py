@@ -71,3 +71,40 @@ def test_with_both_pinned_up_is_a_clear_503_and_nothing_is_recorded(
     assert [d["name"] for d in env.ps("-a")] == ["a"]
     print("\n" + refused.stderr.strip())
     assert status_of(env, "a") == "running"
+
+
+def test_a_request_in_flight_on_a_deployments_own_port_keeps_it_loaded(
+    env: Env, one_model_budget: str, tiny_bert: Path
+) -> None:
+    """Issue 28, defect 7: making room for a model ignored requests in flight straight to a deployment's own port
+    (only the gateway's were counted), so a direct stream was cut when the gateway evicted its model. Now the
+    worker's own count (its /metrics, as the sampler reads it) keeps it loaded, as it already did for keep-alive:
+    the other load is a 503 `insufficient_memory` and the direct request completes."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    gateway = one_model_budget
+    env.cli("up", str(tiny_bert), "--name", "a", "--keep-alive", "forever", check=True)
+    env.cli("up", str(tiny_bert), "--name", "b", "--keep-alive", "forever", check=True)
+    port = next(d for d in env.ps() if d["name"] == "b")["port"]
+    body = json.dumps({"input": "a request that is still arriving"}).encode()
+    head = f"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as direct:
+        direct.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[:5])
+
+        def in_flight() -> bool:
+            page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            return any(
+                line.startswith("tursi_requests_in_flight{") and line.endswith("} 1") for line in page.splitlines()
+            )
+
+        wait_for(in_flight, timeout=10)
+        time.sleep(1.5)  # the sampler (every 0.5 s here) has read it
+        status, _, problem = request(gateway, "POST", "/v1/embeddings", {"model": "a", "input": "x"})
+        assert (status, problem["code"]) == (503, "insufficient_memory"), problem
+        assert (status_of(env, "a"), status_of(env, "b")) == ("idle", "running")
+        direct.sendall(body[5:])
+        answer = direct.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]

@@ -139,6 +139,10 @@ def test_local_paths_are_relative_to_the_file(tmp_path: Path) -> None:
         ("models: {a: {model: x}\n", "is not valid YAML"),
         ("models:\n  Chat_Model: {model: x}\n", "models.Chat_Model: a model's key is its deployment name and must"),
         ("name: '!!!'\nmodels: {}\n", "project name '!!!' has no letter or digit left"),
+        # issue 28 (low): each was exit 70, an internal error
+        ("models: {? [a, b] : {model: x}}\n", "a key at line 1 is a sequence: keys are names"),
+        ("models: " + "{a: " * 5000 + "x" + "}" * 5000 + "\n", "nests deeper than 64 levels"),
+        ("models: " + "{a: " * 100 + "x" + "}" * 100 + "\n", "nests deeper than 64 levels"),
     ],
 )
 def test_file_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -307,3 +311,26 @@ def test_up_refuses_a_name_another_project_or_plain_up_holds(tmp_path: Path, own
     proj = load(tmp_path, "name: p\nmodels: {a: {model: x}}\n")
     with pytest.raises(DeploymentExists, match=message):
         plan_up(proj, [deployment("a", owner)])
+
+
+def test_yaml_merge_keys_merge_as_compose_merges_them(tmp_path: Path) -> None:
+    """Issue 28 (low): ``<<: *anchor``, common in Compose files, was refused as "not valid YAML". The mapping's own
+    keys win over merged ones (not a duplicate), as in Compose; a key written twice in one mapping still is."""
+    text = textwrap.dedent(
+        """\
+        x-defaults: &defaults
+          model: minilm
+          x-tursi: {threads: 2, rate-limit: 5/s}
+        models:
+          a:
+            <<: *defaults
+          b:
+            <<: *defaults
+            x-tursi: {threads: 3}
+        """
+    )
+    got = {model.name: model.options for model in load(tmp_path, text).models}
+    assert got["a"] == {"model": "minilm", "threads": 2, "rate_limit": "5/second"}
+    assert got["b"] == {"model": "minilm", "threads": 3}  # its own x-tursi replaces the merged one whole
+    with pytest.raises(InvalidSpec, match="duplicate key 'model'"):
+        load(tmp_path, "models:\n  a:\n    model: x\n    model: y\n")

@@ -76,3 +76,28 @@ def test_message_name_is_kept_for_the_template() -> None:
     assert parse_messages({"messages": [{"role": "user", "content": "a", "name": "ann"}]}) == [
         {"role": "user", "content": "a", "name": "ann"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "why"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "more than 100000 JSON values"),  # issue 28 (low): a RecursionError, a 500
+        ("[" * 5_000 + "]" * 5_000, "nests deeper"),
+        ("[" * 40 + "]" * 40, "nests deeper"),
+        ("{bad", "not valid JSON"),
+        ('{"x": NaN}', "finite"),
+    ],
+)
+def test_tool_call_arguments_get_the_bodys_json_limits(arguments: str, why: str) -> None:
+    """An assistant message's tool call carries its arguments as a JSON text: parsed with the body's own limits
+    (OpenAI's and Ollama's shapes), a 400 naming the field."""
+    from tursi.worker.ollama_params import parse_ollama_messages
+
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
+    with pytest.raises(InvalidRequest, match=why) as info:
+        parse_messages({"messages": messages})
+    assert info.value.extra["param"] == "messages[1].tool_calls[0].function.arguments"
+    with pytest.raises(InvalidRequest, match=why) as info:
+        parse_ollama_messages({"messages": messages})
+    assert info.value.extra["param"] == "messages[1].tool_calls[0].function.arguments"

@@ -191,3 +191,30 @@ def test_install_script_refuses_a_pack_file_with_links(tmp_path: Path) -> None:
     )
     assert run.returncode == verify.EXIT_CORRUPT
     assert "entries other than files and folders under tursi-pack/" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        '{"format": "tursi-pack/1", "files": ["a"]}',
+        '{"format": "tursi-pack/1", "files": {"../../etc/passwd": {"size": 1, "sha256": "x"}}}',
+        '{"format": "tursi-pack/1", "files": {"a": {"size": "1", "sha256": "x"}}}',
+        '{"format": "tursi-pack/1", "files": {}, "target": 5}',
+        '{"format": "tursi-pack/1", "files": {}, "cpuinfo_flags": "asimddp"}',
+        '{"format": "tursi-pack/1", "files": {}, "alternatives": {"rpi4": 3}}',
+        "[" * 100_000,
+        "\xff not json",
+    ],
+)
+def test_a_malformed_pack_json_is_a_clear_exit_65(tmp_path: Path, broken: str) -> None:
+    """Issue 28 (low): verify-pack.py with a malformed pack.json printed a traceback. Now exit 65 with one line
+    saying what is wrong, as the device's installer runs it (isolated, its own copy)."""
+    pack = tmp_path / "tursi-pack"
+    pack.mkdir()
+    (pack / verify.MANIFEST).write_text(broken, encoding="utf-8", errors="surrogateescape")
+    script = tmp_path / "verify-pack.py"
+    script.write_bytes(Path(verify.__file__).read_bytes())
+    run = subprocess.run([sys.executable, "-I", str(script), str(pack)], capture_output=True, text=True, cwd="/")
+    assert run.returncode == verify.EXIT_CORRUPT, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stderr.startswith("verify-pack: ")

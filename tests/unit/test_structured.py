@@ -53,9 +53,40 @@ def test_a_keyword_the_grammar_would_ignore_is_refused_by_name(schema: Any, wher
     assert e.value.path.endswith(where)
 
 
-def test_a_pattern_without_anchors_is_refused_not_ignored() -> None:
-    with pytest.raises(SchemaUnsupported, match="cannot be turned into a grammar"):
-        grammar_for({"type": "string", "pattern": "[a-z]+"})
+def test_a_pattern_without_anchors_may_have_text_around_its_match() -> None:
+    """JSON Schema's patterns are not anchored: "[a-z]+" accepts any string holding a letter."""
+    g = grammar_for({"type": "string", "pattern": "[a-z]+"})
+    (root,) = [line for line in g.split("\n") if line.startswith("root ::=")]
+    assert "([a-z])+" in root
+    assert root.count("]*") == 2  # anything before, anything after
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        ("^(?=a)b$", "lookaround"),
+        ("^(a)\\1$", "backreferences"),
+        ("^\\bx$", "'\\b' is not supported"),
+        ("^a^b$", "only at the pattern's start"),
+        ("^[b-a]$", "wrong way round"),
+        ("^a{2000}$", "a repetition over 1024"),
+        ("^(a$", "unbalanced '('"),
+        ("^\\p{L}$", "'\\p' is not supported"),
+    ],
+)
+def test_a_pattern_the_grammar_cannot_express_is_refused_by_name(pattern: str, why: str) -> None:
+    with pytest.raises(SchemaUnsupported) as e:
+        grammar_for({"type": "object", "properties": {"code": {"type": "string", "pattern": pattern}}})
+    assert why in str(e.value)
+    assert e.value.path == "/properties/code/pattern"
+
+
+@pytest.mark.parametrize("beside", ["maxLength", "minLength", "format", "enum"])
+def test_what_the_converter_drops_beside_a_pattern_is_refused(beside: str) -> None:
+    value = {"maxLength": 3, "minLength": 1, "format": "date", "enum": ["a"]}[beside]
+    with pytest.raises(SchemaUnsupported, match="not enforced together with 'pattern'") as e:
+        grammar_for({"type": "string", "pattern": "^a+$", beside: value})
+    assert e.value.path == f"/{beside}"
 
 
 def test_deep_or_huge_schemas_are_refused() -> None:

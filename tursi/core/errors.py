@@ -270,6 +270,14 @@ class RegistryFailed(TursiError):
     exit_code = 69
 
 
+class RegistryMalformed(RegistryFailed):
+    """What a registry answered is not what the distribution spec allows (a digest that is not sha256 hex, a
+    manifest over the size cap, a descriptor without a size, a body shorter than announced): nothing is used."""
+
+    code = "registry_malformed"
+    title = "The registry's answer is malformed"
+
+
 class DigestMismatch(TursiError):
     code = "digest_mismatch"
     title = "A file does not match its checksum"

@@ -146,7 +146,7 @@ def open_daemon(settings: Settings, hardware: HardwareProfile | None = None) -> 
     )
     secret, supervisor.gateway_sha256 = gateway_secret(settings.home)
     gateway = Gateway(store, residency, secret)
-    residency.waker_app = waker_app_factory(gateway)
+    residency.waker_app = waker_app_factory(gateway, settings.http)
     return Daemon(
         settings=settings,
         store=store,
@@ -198,6 +198,7 @@ async def _run(
     tls: ssl.SSLContext | None = None,
 ) -> None:
     limits = ConnectionLimits.from_settings(http_settings(app))
+    app[DAEMON].residency.limits = limits  # idle ports (wakers) count against the same limits
     runner = runner_for(app, limits, handle_signals=False, access_log=None, shutdown_timeout=grace_s)
     await runner.setup()
     old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect

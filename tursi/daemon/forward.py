@@ -15,6 +15,8 @@ HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding"}
     | {"upgrade", "host", "content-length"}
 )
+# a request's body is passed on as aiohttp decoded it (a gzip body reaches the worker plain); an answer's as it came
+DECODED = ("content-encoding",)
 TRUSTED = ("x-tursi-forwarded-for", "x-tursi-gateway")  # only tursid sets these: a client's copy is dropped
 WHOLE_MAX = 1 << 20  # answers up to this size (with a Content-Length) are passed on whole; longer ones stream
 CHECKED = ("origin", "sec-fetch-site")  # the gateway checked them against its own origin; the worker's differs
@@ -41,7 +43,8 @@ async def forward(
 ) -> web.StreamResponse:
     """``request`` (with ``body``, already read) sent to ``dep``'s worker with ``headers`` added; its answer back
     with ``reply_headers`` added."""
-    sent = {k: v for k, v in request.headers.items() if k.lower() not in HOP and k.lower() not in TRUSTED + CHECKED}
+    dropped = TRUSTED + CHECKED + DECODED
+    sent = {k: v for k, v in request.headers.items() if k.lower() not in HOP and k.lower() not in dropped}
     sent.update(headers)
     try:
         upstream = await session.request(

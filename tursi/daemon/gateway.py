@@ -9,13 +9,16 @@ address (``X-Tursi-Forwarded-For``, believed only with tursid's secret), so a pe
 through the gateway too.
 
 The gateway never widens who can reach a deployment: a client from another machine reaches only deployments that
-listen beyond loopback themselves. Host, Origin and media-type checks are the workers' own, applied here.
+listen beyond loopback themselves. Host, Origin and media-type checks are the workers' own, applied here, and so
+are the body's size cap, deadline and JSON limits (``read_json``'s, off the event loop when large). Nothing
+happens before a request is authorized: the deployment's API key is checked here before an idle model is loaded or
+an Ollama ``keep_alive`` unloads or pins it, and only the worker's own model routes (``MODEL_ROUTES``) load one: a
+``favicon.ico`` or an ``<img>`` on a web page does not.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import time
 from collections import Counter
@@ -27,17 +30,24 @@ from aiohttp import web
 
 from tursi import __version__
 from tursi.core.durations import keep_alive_seconds
-from tursi.core.errors import DeploymentNotFound, InvalidRequest, ModelNotFound, NotReady
+from tursi.core.errors import DeploymentNotFound, InvalidRequest, ModelNotFound, NotReady, Unauthorized
 from tursi.core.names import REPLICA, is_replica
 from tursi.daemon.forward import Unreachable, forward
 from tursi.daemon.residency import Residency
 from tursi.daemon.state import Deployment, StateStore
-from tursi.http.guards import guard_middleware, is_loopback_bind, same_origin_middleware
+from tursi.http.guards import (
+    HTTP_SETTINGS,
+    guard_middleware,
+    is_loopback_bind,
+    parse_json_body,
+    read_body,
+    same_origin_middleware,
+)
 from tursi.http.metrics import label_value
 from tursi.http.problem import problem_middleware
+from tursi.http.worker_routes import MODEL_ROUTES, authorized
 
 MAX_BODY = 8 * 1024 * 1024  # the workers' own cap
-PASSED_ON = ("/v1/", "/api/", "/rerank")
 
 
 class Gateway:
@@ -216,27 +226,31 @@ async def version(request: web.Request) -> web.Response:
 @routes.route("*", "/{tail:.*}")
 async def pass_on(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
-    if not request.path.startswith(PASSED_ON):
-        raise DeploymentNotFound(f"no route {request.path} on the gateway", hint="try /v1/models")
-    body = await request.read() if request.body_exists else None
-    doc = _json_of(body)
+    if (request.method, request.path) not in MODEL_ROUTES:
+        raise DeploymentNotFound(
+            f"no route {request.method} {request.path[:200]} on the gateway", hint="try /v1/models"
+        )
+    body = await read_body(request) if request.body_exists else b""
+    doc = await parse_json_body(body) if body else {}
     model = doc.get("model", doc.get("name"))  # Ollama's /api/show and /api/delete once used "name"
+    keep_alive = doc.get("keep_alive") if request.path.startswith("/api/") else None
+    del doc  # routed: the bytes go on, the tree does not stay while the answer streams
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' is required: the gateway routes by it (GET /v1/models lists them)", param="model")
     dep = gateway.find(model, _peer_loopback(request))
-    if request.path.startswith("/api/") and doc.get("keep_alive") is not None:
-        gateway.residency.keep_override[dep.name] = _keep_alive(doc["keep_alive"])
-    return await gateway.balance(request, dep, body)
+    authorize(request, dep)
+    if keep_alive is not None:
+        gateway.residency.keep_override[dep.name] = _keep_alive(keep_alive)
+    return await gateway.balance(request, dep, body or None)
 
 
-def _json_of(body: bytes | None) -> dict[str, Any]:
-    """The body as JSON, only to route it: the worker checks it with its own guards (and answers a body that is
-    not JSON with its own 400)."""
-    try:
-        doc = json.loads(body) if body else {}
-    except (ValueError, RecursionError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
+def authorize(request: web.Request, dep: Deployment) -> None:
+    """401 unless the request presents ``dep``'s API key (when it has one): before anything loads, unloads or pins
+    it. The worker checks again; this check is the gateway's own, for what happens before the worker is asked."""
+    headers = request.headers
+    key = dep.options.get("api_key_sha256") or None
+    if not authorized(request.path, headers.get("Authorization", ""), headers.get("X-Api-Key", ""), key):
+        raise Unauthorized("this endpoint needs an API key: Authorization: Bearer <key> (or X-Api-Key)")
 
 
 def _keep_alive(value: Any) -> float | None:
@@ -300,14 +314,17 @@ async def waker_metrics(request: web.Request) -> web.Response:
 @waker_routes.route("*", "/{tail:.*}")
 async def waker_pass_on(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
+    if (request.method, request.path) not in MODEL_ROUTES:
+        raise DeploymentNotFound(f"no route {request.method} {request.path[:200]} here (the model stays unloaded)")
     dep = gateway.store.get_deployment(request.app[DEPLOYMENT])
     if dep is None:
         raise DeploymentNotFound("this deployment was removed")
-    body = await request.read() if request.body_exists else None
+    authorize(request, dep)
+    body = await read_body(request) if request.body_exists else None
     return await gateway.pass_on(request, dep, body)
 
 
-def waker_app_factory(gateway: Gateway) -> Any:
+def waker_app_factory(gateway: Gateway, http: Any = None) -> Any:
     """What Residency serves on an idle deployment's port: the worker's guards, then load and pass on."""
 
     def make(name: str) -> web.Application:
@@ -319,6 +336,8 @@ def waker_app_factory(gateway: Gateway) -> Any:
         )
         app[GATEWAY] = gateway
         app[DEPLOYMENT] = name
+        if http is not None:
+            app[HTTP_SETTINGS] = http
         app.add_routes(waker_routes)
         return app
 

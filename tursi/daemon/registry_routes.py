@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
@@ -24,11 +25,22 @@ from tursi.http.streaming import EventStream
 from tursi.registry.artifacts import pull_artifact, push_artifact, push_index
 from tursi.registry.client import RegistryClient
 from tursi.registry.credentials import CredentialStore, RegistryAuth
-from tursi.registry.reference import Reference, parse_reference
+from tursi.registry.reference import Reference, is_reference, parse_reference
 
 routes = web.RouteTableDef()
 Send = Callable[[dict[str, Any]], Awaitable[bool]]
 PROGRESS_EVERY_S = 0.5
+# Registry traffic runs on threads of its own: a registry that stalls (or six of them) holds these, never the
+# default pool that `up`, `images` and `rmi` share. More pulls than threads wait their turn.
+REGISTRY_THREADS = 4
+_pool: ThreadPoolExecutor | None = None
+
+
+def registry_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(REGISTRY_THREADS, thread_name_prefix="tursi-registry")
+    return _pool
 
 
 def daemon_credentials(daemon: Daemon) -> CredentialStore:
@@ -96,7 +108,7 @@ async def push(request: web.Request) -> web.Response:
         raise DeploymentNotFound(f"no artifact is tagged {ref} here", hint=f"tursi tag SOURCE {ref}")
     artifact = daemon.settings.artifacts_dir / str(known["artifact_key"])
     client = client_for(daemon, ref, body.get("auth"))
-    pushed = await asyncio.get_running_loop().run_in_executor(None, push_artifact, client, ref, artifact)
+    pushed = await asyncio.get_running_loop().run_in_executor(registry_pool(), push_artifact, client, ref, artifact)
     daemon.store.set_tag(str(ref), str(known["artifact_key"]), pushed.digest)
     return web.json_response(asdict(pushed))
 
@@ -119,7 +131,7 @@ async def push_targets(request: web.Request) -> web.Response:
         profile = daemon.hardware if target == "detected" else load_target(target)
         entries.append((daemon.settings.artifacts_dir / key, profile))
     client = client_for(daemon, ref, body.get("auth"))
-    pushed = await asyncio.get_running_loop().run_in_executor(None, push_index, client, ref, entries)
+    pushed = await asyncio.get_running_loop().run_in_executor(registry_pool(), push_index, client, ref, entries)
     return web.json_response(asdict(pushed))
 
 
@@ -130,7 +142,13 @@ async def pull_into_cache(daemon: Daemon, ref: Reference, auth: Any, send: Send 
     root = daemon.settings.artifacts_dir
     seen: list[tuple[int, int]] = []
     job = asyncio.get_running_loop().run_in_executor(
-        None, pull_artifact, client, ref, root, daemon.hardware, (lambda *at: seen.append(at)) if send else None
+        registry_pool(),
+        pull_artifact,
+        client,
+        ref,
+        root,
+        daemon.hardware,
+        (lambda *at: seen.append(at)) if send else None,
     )
     sent: tuple[int, int] | None = None
     while send is not None and not job.done():
@@ -173,11 +191,11 @@ async def login(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     body = await read_json(request)
     registry = body.get("registry")
-    if not isinstance(registry, str) or not registry:
+    if not isinstance(registry, str) or not is_reference(f"{registry}/x"):
         raise InvalidSpec("'registry' must be host[:port]", param="registry")
     auth = RegistryAuth.from_json(body)
     client = client_for(daemon, Reference(registry, "x"), auth.as_json())
-    await asyncio.get_running_loop().run_in_executor(None, client.ping)
+    await asyncio.get_running_loop().run_in_executor(registry_pool(), client.ping)
     daemon_credentials(daemon).save(registry, auth)
     return web.json_response({"registry": registry, "stored": True})
 

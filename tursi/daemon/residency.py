@@ -33,6 +33,7 @@ from tursi.daemon.budget import Budget, default_budget
 from tursi.daemon.sampler import Sampler
 from tursi.daemon.state import Deployment, StateStore
 from tursi.daemon.supervisor import Supervisor, bind_listener
+from tursi.http.connections import ConnectionLimits, LimitedTCPSite, runner_for
 
 log = logging.getLogger(__name__)
 _FREE = asyncio.Lock()  # stands for a deployment nobody has locked yet
@@ -44,7 +45,7 @@ WAKER_DRAIN_S = 3600.0  # a request a waker passed on may stream for a long time
 class Waker:
     listener: socket.socket  # tursid's copy of the deployment's listening socket
     runner: web.AppRunner
-    site: web.SockSite
+    site: web.BaseSite
 
 
 @dataclass
@@ -77,6 +78,8 @@ class Residency:
         self.in_flight: Counter[str] = Counter()
         self.loads: dict[str, LoadRecord] = {}
         self.waker_app: Callable[[str], web.Application] | None = None  # set by the gateway module
+        # tursid's connection limits, shared by every listener it holds (set by serve); wakers count against them
+        self.limits = ConnectionLimits()
         self._seen: dict[str, tuple[float, int]] = {}  # name -> (sample time, worker's request count)
         self._locks: dict[str, asyncio.Lock] = {}
         self._wakers: dict[str, Waker] = {}
@@ -192,7 +195,13 @@ class Residency:
         held = {d.name: self.budget.held(d) for d in loaded}
         free = self.budget.total - sum(held.values())
         evict: list[Deployment] = []
-        movable = [d for d in loaded if not d.options.get("pin") and not self.in_flight.get(d.name)]
+        # requests in flight through tursid (gateway, wakers) and straight to the worker's port (its /metrics, as
+        # the sampler last read it) both keep a deployment loaded
+        movable = [
+            d
+            for d in loaded
+            if not d.options.get("pin") and not self.in_flight.get(d.name) and not self._busy_direct(d.name)
+        ]
         for other in sorted(movable, key=lambda d: self.last_used.get(d.name, 0.0)):
             if need <= free:
                 break
@@ -292,9 +301,11 @@ class Residency:
             log.warning("idle deployment %s: cannot hold port %d (%s): it loads through the gateway only",
                         dep.name, dep.port, e.strerror)  # fmt: skip
             return
-        runner = web.AppRunner(self.waker_app(dep.name), access_log=None, shutdown_timeout=WAKER_DRAIN_S)
+        # the same limits as every listener: connections per address and in all, the header deadline (the body's
+        # is the app's own, TURSI_BODY_TIMEOUT)
+        runner = runner_for(self.waker_app(dep.name), self.limits, access_log=None, shutdown_timeout=WAKER_DRAIN_S)
         await runner.setup()
-        site = web.SockSite(runner, listener.dup())
+        site = LimitedTCPSite(runner, dep.host, dep.port, self.limits, sock=listener.dup())
         await site.start()
         self._wakers[dep.name] = Waker(listener, runner, site)
 

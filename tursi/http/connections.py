@@ -25,6 +25,7 @@ import logging
 import resource
 import signal
 import socket
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ from aiohttp import web
 from tursi.core.settings import HttpSettings
 
 log = logging.getLogger(__name__)
+REFUSAL_LOG_S = 10.0
 
 
 @dataclass
@@ -43,6 +45,8 @@ class ConnectionLimits:
     header_timeout_s: float = 15.0
     send_buffer: int = 0  # bytes of kernel send buffer per connection; 0 leaves the kernel's autotuning
     open: Counter[str] = field(default_factory=Counter)
+    refused: int = 0  # refusals not yet logged
+    _logged_at: float = float("-inf")
 
     @classmethod
     def from_settings(cls, http: HttpSettings) -> ConnectionLimits:
@@ -64,6 +68,16 @@ class ConnectionLimits:
             return f"{client} holds its limit of {self.per_client} connections"
         self.open[client] += 1
         return None
+
+    def note_refusal(self, why: str) -> None:
+        """Logs a refused connection: the first, then at most one line per REFUSAL_LOG_S saying how many more (a
+        flood of refusals must not become a flood of log lines: 1,100 in a second once grew the log by 75 MB)."""
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._logged_at >= REFUSAL_LOG_S:
+            more = f" ({self.refused - 1} more since the last line)" if self.refused > 1 else ""
+            log.warning("connection refused: %s%s", why, more)
+            self._logged_at, self.refused = now, 0
 
     def release(self, client: str) -> None:
         self.open[client] -= 1
@@ -114,7 +128,7 @@ class _Counted(asyncio.Protocol):
         self._client = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         why = self._limits.admit(self._client)
         if why is not None:
-            log.warning("connection refused: %s", why)
+            self._limits.note_refusal(why)
             if isinstance(transport, asyncio.WriteTransport):
                 transport.write(_refusal(why))
             transport.close()

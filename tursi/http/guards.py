@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from tursi.core.addresses import is_loopback as is_loopback_bind
 from tursi.core.errors import (
@@ -121,15 +123,27 @@ async def read_json(request: web.Request, timeout_s: float | None = None) -> dic
     TURSI_BODY_TIMEOUT), 413 over the app's limit, 400 if ``parse_json_object`` refuses it. A body over
     PARSE_OFF_LOOP_BYTES is parsed on a parser thread, so the event loop (health checks, other clients) keeps
     running meanwhile."""
+    return await parse_json_body(await read_body(request, timeout_s))
+
+
+async def read_body(request: web.Request, timeout_s: float | None = None) -> bytes:
+    """The request body's bytes (decoded as its Content-Encoding says): 408 if it trickles in for longer than
+    ``timeout_s`` (default: the app's TURSI_BODY_TIMEOUT), 413 over the app's limit, 400 when it cannot be decoded."""
     if timeout_s is None:
         timeout_s = http_settings(request.app).body_timeout_s
     try:
         async with asyncio.timeout(timeout_s):
-            raw = await request.read()
+            return await request.read()
     except TimeoutError:
         raise RequestTimeout(f"the body did not arrive within {timeout_s:.0f} s") from None
     except web.HTTPRequestEntityTooLarge:
         raise RequestTooLarge(f"the body is over the limit of {request.client_max_size} bytes") from None
+    except (RequestPayloadError, HttpProcessingError, ValueError, OSError) as e:  # a Content-Encoding it lacks
+        raise InvalidRequest(f"the body cannot be read as sent: {type(e).__name__}") from None
+
+
+async def parse_json_body(raw: bytes) -> dict[str, Any]:
+    """``parse_json_object(raw)``, on a parser thread when ``raw`` is over PARSE_OFF_LOOP_BYTES."""
     if len(raw) > PARSE_OFF_LOOP_BYTES:
         return await asyncio.get_running_loop().run_in_executor(_PARSERS, parse_json_object, raw)
     return parse_json_object(raw)
@@ -156,6 +170,24 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest("body must be a JSON object")
     _check_tree(body)
     return body
+
+
+def parse_json_text(text: str, field: str) -> Any:
+    """A JSON text inside a request (a tool call's ``arguments``) with the body's own limits: InvalidRequest naming
+    ``field`` when it is not JSON, nests deeper than MAX_JSON_DEPTH (100,000 ``[`` was a RecursionError, a 500),
+    holds more than MAX_JSON_VALUES values, a non-finite number or a lone surrogate."""
+    if _count_values(text) > MAX_JSON_VALUES:
+        raise InvalidRequest(f"'{field}' has more than {MAX_JSON_VALUES} JSON values", param=field)
+    try:
+        value = json.loads(text, parse_constant=_non_finite, parse_float=_finite_float)
+        _check_tree({field: value})
+    except RecursionError:
+        raise InvalidRequest(f"'{field}' nests deeper than {MAX_JSON_DEPTH} levels", param=field) from None
+    except InvalidRequest as e:  # a non-finite number, too deep, a lone surrogate
+        raise InvalidRequest(f"'{field}': {e.detail}", param=field) from None
+    except ValueError:
+        raise InvalidRequest(f"'{field}' is not valid JSON", param=field) from None
+    return value
 
 
 def _count_values(text: str) -> int:

@@ -31,6 +31,35 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def shape_problem(manifest: Any) -> str | None:
+    """Why ``manifest`` is not a pack.json this verifier can read (one line), or None: every field it uses has its
+    type, and every listed file is a plain relative path inside the pack."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return f"unknown pack format (expected {FORMAT})"
+    for name in ("target", "python", "glibc_floor"):
+        if not isinstance(manifest.get(name, ""), str):
+            return f"{name} is not a string"
+    for name in ("cpuinfo_flags", "cpu_features"):
+        value = manifest.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"{name} is not a list of strings"
+    alternatives = manifest.get("alternatives") or {}
+    if not isinstance(alternatives, dict) or not all(
+        isinstance(v, list) and all(isinstance(f, str) for f in v) for v in alternatives.values()
+    ):
+        return "alternatives is not a map of lists of strings"
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return "files is not a map"
+    for rel, want in files.items():
+        parts = rel.split("/")
+        if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in rel:
+            return f"the file name {rel[:100]!r} is not a plain relative path inside the pack"
+        if not isinstance(want, dict) or type(want.get("size")) is not int or not isinstance(want.get("sha256"), str):
+            return f"{rel[:100]}: needs a size (a number) and a sha256 (text)"
+    return None
+
+
 def corruption(pack: Path, manifest: dict[str, Any]) -> list[str]:
     """Files missing, changed, or present but not listed."""
     problems = []
@@ -99,11 +128,12 @@ def main(argv: list[str]) -> int:
     pack = Path(argv[1])
     try:
         manifest = json.loads((pack / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        sys.stderr.write(f"verify-pack: {pack} is not a runtime pack: {e}\n")
+    except (OSError, ValueError, RecursionError) as e:
+        sys.stderr.write(f"verify-pack: {pack} is not a runtime pack: {type(e).__name__}: {str(e)[:200]}\n")
         return EXIT_CORRUPT
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        sys.stderr.write(f"verify-pack: unknown pack format (expected {FORMAT})\n")
+    problem = shape_problem(manifest)
+    if problem is not None:
+        sys.stderr.write(f"verify-pack: {pack}/{MANIFEST} is malformed: {problem}\n")
         return EXIT_CORRUPT
     problems = corruption(pack, manifest)
     if problems:

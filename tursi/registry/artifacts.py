@@ -14,25 +14,35 @@
 Pull checks every blob as it streams (``RegistryClient.fetch_blob``), writes into a staging folder of the artifact
 cache, checks the manifest as the cache does, then moves it into place: a failed pull keeps nothing. An artifact
 already in the cache is not downloaded again.
+
+What the registry sends is checked before it is used: every descriptor (a sha256 digest, a size, a string media
+type), a manifest's layer count, an index's entry count, each layer's title (a short relative path inside the
+artifact). A pulled artifact lives under a key Tursi derives from the manifest's digest (``pulled_key``), in a
+namespace of its own, never under the key the remote's config names: a registry cannot plant a folder where a
+conversion's result (or another registry's pull) would be found.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from converters import cache
-from tursi.core.errors import DigestMismatch, InvalidSpec, RegistryFailed, TargetMismatch
+from tursi.core.errors import DigestMismatch, RegistryFailed, RegistryMalformed, TargetMismatch
 from tursi.core.fit import misfits
 from tursi.core.hardware import HardwareProfile, target_profiles
-from tursi.registry.client import RegistryClient, file_digest
+from tursi.registry.client import MAX_MANIFEST, PULL_DEADLINE_S, RegistryClient, checked_digest, file_digest
 from tursi.registry.reference import Reference
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -48,6 +58,45 @@ TITLE = "org.opencontainers.image.title"
 DERIVED = "dev.tursi.derived"  # a layer that repeats what another holds (the GGUF's chat template): not a file
 PROFILE = "dev.tursi.target.profile"
 KEY = re.compile(r"[0-9a-f]{16,64}")
+MAX_LAYERS = 1000  # a Tursi artifact is a few files; an ONNX model with external data a few hundred at most
+MAX_ENTRIES = 64  # an index's targets
+MAX_TITLE = 1024  # a layer's path inside the artifact; each component also at most 255 bytes (NAME_MAX)
+MAX_BLOB = 1 << 40
+
+
+def pulled_key(manifest_digest: str) -> str:
+    """Where the artifact of the image manifest ``manifest_digest`` lives in the cache: a namespace of its own
+    ("tursi-pull:"), so no remote can name a conversion's key (or a bundle's); the digest covers the config and every
+    layer, so one key is one content, whichever registry served it."""
+    return hashlib.sha256(f"tursi-pull:{manifest_digest}".encode()).hexdigest()[:32]
+
+
+def descriptor(value: Any, what: str, max_size: int = MAX_BLOB) -> dict[str, Any]:
+    """``value`` as an OCI descriptor Tursi can use: RegistryMalformed naming what is wrong otherwise."""
+    if not isinstance(value, dict):
+        raise RegistryMalformed(f"{what} is not a descriptor (a JSON object)")
+    checked_digest(value.get("digest"), what)
+    size = value.get("size")
+    if type(size) is not int or not 0 <= size <= max_size:
+        raise RegistryMalformed(f"{what} has the size {str(size)[:40]!r}: a whole number from 0 to {max_size}")
+    if not isinstance(value.get("mediaType", ""), str):
+        raise RegistryMalformed(f"{what}'s mediaType is not a string")
+    annotations = value.get("annotations")
+    if annotations is not None and (
+        not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values())
+    ):
+        raise RegistryMalformed(f"{what}'s annotations are not a map of strings")
+    return value
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        raise RegistryMalformed(f"{what} is not JSON") from None
+    if not isinstance(doc, dict):
+        raise RegistryMalformed(f"{what} is not a JSON object")
+    return doc
 
 
 @dataclass(frozen=True)
@@ -163,7 +212,8 @@ def choose(ref: Reference, entries: list[dict[str, Any]], device: HardwareProfil
     why = []
     for entry in entries:
         name = str((entry.get("annotations") or {}).get(PROFILE, ""))
-        platform = entry.get("platform") or {}
+        given = entry.get("platform")
+        platform: dict[str, Any] = given if isinstance(given, dict) else {}
         target: dict[str, Any] = (
             asdict(known[name]) if name in known else {"name": name or "?", "arch": platform.get("architecture")}
         )
@@ -217,34 +267,45 @@ def pull_artifact(
     """Pulls ``ref`` into the artifact cache. A multi-target tag gives the entry that fits ``device``; a model-spec
     artifact pushed by another tool (Docker's) gives its GGUF file, checked, under ``artifacts/.pulled``.
     ``progress(done, total)`` is told the bytes of the layers as they come (from the manifest on, nothing before)."""
-    body, media_type, _ = client.get_manifest(ref.repository, ref.pointer)
-    doc = json.loads(body)
+    if client.deadline is None:
+        client.deadline = time.monotonic() + PULL_DEADLINE_S
+    body, media_type, manifest_digest = client.get_manifest(ref.repository, ref.pointer)
+    doc = _json_object(body, f"the manifest of {ref}")
     if media_type == OCI_INDEX or doc.get("manifests") is not None:
         if device is None:
             raise RegistryFailed(f"{ref} is a multi-target tag: pulling it needs the device's hardware")
-        entry = choose(ref, list(doc.get("manifests") or []), device)
-        body, _, _ = client.get_manifest(ref.repository, str(entry["digest"]))
-        doc = json.loads(body)
-    config_desc = doc["config"]
+        entries = doc.get("manifests")
+        if not isinstance(entries, list) or not 0 < len(entries) <= MAX_ENTRIES:
+            raise RegistryMalformed(f"{ref}'s index has no list of 1 to {MAX_ENTRIES} entries")
+        checked = [descriptor(entry, f"entry {i} of {ref}'s index", MAX_MANIFEST) for i, entry in enumerate(entries)]
+        entry = choose(ref, checked, device)
+        body, _, manifest_digest = client.get_manifest(ref.repository, str(entry["digest"]))
+        doc = _json_object(body, f"the manifest {entry['digest']} of {ref}")
+    config_desc = descriptor(doc.get("config"), f"{ref}'s config", MAX_MANIFEST)
+    raw_layers = doc.get("layers")
+    if not isinstance(raw_layers, list) or len(raw_layers) > MAX_LAYERS:
+        raise RegistryMalformed(f"{ref}'s manifest has no list of at most {MAX_LAYERS} layers")
+    all_layers = [descriptor(layer, f"layer {i} of {ref}") for i, layer in enumerate(raw_layers)]
     buf = io.BytesIO()
-    client.fetch_blob(ref.repository, config_desc["digest"], int(config_desc["size"]), buf)
-    manifest = json.loads(buf.getvalue()).get("tursi")
+    client.fetch_blob(ref.repository, config_desc["digest"], config_desc["size"], buf)
+    manifest = _json_object(buf.getvalue(), f"{ref}'s config").get("tursi")
     if not isinstance(manifest, dict) or not KEY.fullmatch(str(manifest.get("key", ""))):
-        return _foreign_gguf(client, ref, doc, artifacts_dir / ".pulled", progress)
-    key = str(manifest["key"])
+        return _foreign_gguf(client, ref, all_layers, artifacts_dir / ".pulled", progress)
+    problem = cache.manifest_problem(manifest)
+    if problem:
+        raise RegistryFailed(f"{ref}: its Tursi manifest is not usable: {problem}")
+    key = pulled_key(manifest_digest)
     if cache.lookup(artifacts_dir, key) is not None:
         return Pulled(key, None, False)
-    layers = [layer for layer in doc["layers"] if DERIVED not in (layer.get("annotations") or {})]
+    layers = [layer for layer in all_layers if DERIVED not in (layer.get("annotations") or {})]
+    titles = _titles(layers)
     _track(client, layers, progress)
     staging = cache.make_staging(artifacts_dir, key)
     try:
-        for layer in layers:
-            target = staging / _safe_title(layer, staging)
+        for layer, title in zip(layers, titles, strict=True):
+            target = staging / title
             target.parent.mkdir(parents=True, exist_ok=True)
-            fetch_resumable(client, ref, layer, artifacts_dir / ".partial").replace(target)
-        problem = cache.manifest_problem(manifest)
-        if problem:
-            raise RegistryFailed(f"{ref}: its Tursi manifest is not usable: {problem}")
+            fetch_resumable(client, ref, layer, artifacts_dir / ".partial", into=target)
         cache.write_json_atomic(staging / "manifest.json", manifest)
         cache.publish(staging, artifacts_dir, key)
     except BaseException:
@@ -253,20 +314,43 @@ def pull_artifact(
     return Pulled(key, None, True)
 
 
-def fetch_resumable(client: RegistryClient, ref: Reference, layer: dict[str, Any], folder: Path) -> Path:
-    """The layer's blob, checked, in ``folder`` (named by digest). What an interrupted pull left there is kept
-    and only the rest is fetched; a blob that fails its check is deleted, so the next pull starts over."""
-    digest, size = str(layer["digest"]), int(layer["size"])
+def fetch_resumable(client: RegistryClient, ref: Reference, layer: dict[str, Any], folder: Path, into: Path) -> None:
+    """The layer's blob, checked, moved to ``into``. It downloads into ``folder`` under a name Tursi derives from
+    the checked digest; what an interrupted pull left there is kept and only the rest is fetched; a blob that fails
+    its check is deleted, so the next pull starts over. Two pulls of one blob take turns (a lock per blob): the
+    second finds the first's file gone and fetches its own copy, never writes into the first's."""
+    digest, size = checked_digest(layer["digest"], "a layer"), int(layer["size"])
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / digest.removeprefix("sha256:")
-    have = _hashed(partial) if partial.is_file() and partial.stat().st_size < size else None
+    with _blob_lock(folder / f".{partial.name}.lock"):
+        have = _hashed(partial) if partial.is_file() and partial.stat().st_size < size else None
+        try:
+            with partial.open("ab" if have else "wb") as fh:
+                client.fetch_blob(ref.repository, digest, size, fh, have)
+        except DigestMismatch:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(into)
+
+
+@contextlib.contextmanager
+def _blob_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path``, removed when released: a waiter that then finds its file unlinked (or another
+    in its place) takes the lock again, so two holders never overlap and no lock files pile up."""
+    while True:
+        fh = open(path, "w")  # noqa: SIM115 - held across the yield
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        fh.close()
     try:
-        with partial.open("ab" if have else "wb") as fh:
-            client.fetch_blob(ref.repository, digest, size, fh, have)
-    except DigestMismatch:
-        partial.unlink(missing_ok=True)
-        raise
-    return partial
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        fh.close()
 
 
 def _hashed(path: Path) -> tuple[Any, int]:
@@ -296,34 +380,51 @@ def _track(client: RegistryClient, layers: list[dict[str, Any]], progress: Calla
 def _foreign_gguf(
     client: RegistryClient,
     ref: Reference,
-    doc: dict[str, Any],
+    layers: list[dict[str, Any]],
     folder: Path,
     progress: Callable[[int, int], None] | None = None,
 ) -> Pulled:
-    """The one GGUF layer of a model-spec artifact another tool pushed, checked, kept by its digest."""
-    ggufs = [layer for layer in doc.get("layers") or [] if layer.get("mediaType") == GGUF_LAYER]
+    """The one GGUF layer of a model-spec artifact another tool pushed, checked, kept by its (checked) digest."""
+    ggufs = [layer for layer in layers if layer.get("mediaType") == GGUF_LAYER]
     if len(ggufs) != 1:
         raise RegistryFailed(
             f"{ref} carries no Tursi manifest and {len(ggufs)} GGUF layers: Tursi takes another tool's artifact "
             "when it is one GGUF file (shards and safetensors are not supported)"
         )
     layer = ggufs[0]
-    target = folder / (str(layer["digest"]).removeprefix("sha256:") + ".gguf")
+    target = folder / (checked_digest(layer["digest"], "the GGUF layer").removeprefix("sha256:") + ".gguf")
     if target.is_file() and target.stat().st_size == int(layer["size"]):
         return Pulled(None, target, False)
     folder.mkdir(parents=True, exist_ok=True)
     _track(client, [layer], progress)
-    fetch_resumable(client, ref, layer, folder.parent / ".partial").replace(target)
+    fetch_resumable(client, ref, layer, folder.parent / ".partial", into=target)
     return Pulled(None, target, True)
 
 
-def _safe_title(layer: dict[str, Any], staging: Path) -> str:
-    title = str((layer.get("annotations") or {}).get(TITLE, ""))
-    if not title and layer.get("mediaType") == GGUF_LAYER:
-        title = "model.gguf"
-    path = PurePosixPath(title)
-    if not title or path.is_absolute() or ".." in path.parts or title == "manifest.json":
-        raise InvalidSpec(f"a layer's title {title!r} is not a relative path inside the artifact")
-    if (staging / title).exists():
-        raise InvalidSpec(f"two layers are titled {title!r}")
-    return title
+def _titles(layers: list[dict[str, Any]]) -> list[str]:
+    """Each layer's path inside the artifact, checked before anything is written: relative, no '..', short
+    components, not manifest.json, no two alike, none a folder of another (``a`` and ``a/b``)."""
+    titles: list[str] = []
+    for layer in layers:
+        title = str((layer.get("annotations") or {}).get(TITLE, ""))
+        if not title and layer.get("mediaType") == GGUF_LAYER:
+            title = "model.gguf"
+        path = PurePosixPath(title)
+        if (
+            not title
+            or len(title.encode()) > MAX_TITLE
+            or path.is_absolute()
+            or "\\" in title
+            or "\x00" in title
+            or any(part in ("..", ".") or len(part.encode()) > 255 for part in path.parts)
+            or path.as_posix() != title
+            or title == "manifest.json"
+        ):
+            raise RegistryMalformed(f"a layer's title {title[:100]!r} is not a short relative path inside the artifact")
+        titles.append(title)
+    if len(set(titles)) != len(titles):
+        raise RegistryMalformed("two layers have the same title")
+    folders = {str(parent) for title in titles for parent in PurePosixPath(title).parents}
+    if clash := sorted(folders & set(titles)):
+        raise RegistryMalformed(f"the layer {clash[0][:100]!r} is a file where other layers need a folder")
+    return titles

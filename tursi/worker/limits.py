@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from tursi.core.errors import RateLimited, Unauthorized
+from tursi.http import worker_routes
 from tursi.http.apikeys import matches
 from tursi.http.metrics import route_label
 from tursi.http.ratelimit import Decision
@@ -17,12 +18,8 @@ from tursi.worker.state import STATE, WorkerState
 DECISION = web.RequestKey("rate_decision", Decision)
 
 
-OPEN_PATHS = ("/health", "/ready", "/metrics")
-
-
 def presented_key(request: web.Request) -> str:
-    auth = request.headers.get("Authorization", "")
-    return auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("X-Api-Key", "")
+    return worker_routes.presented_key(request.headers.get("Authorization", ""), request.headers.get("X-Api-Key", ""))
 
 
 @web.middleware
@@ -30,11 +27,12 @@ async def api_key_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     st = request.app[STATE]
-    if st.api_key_sha256 and request.path not in OPEN_PATHS:
-        key = presented_key(request)
-        if not key or not matches(key, st.api_key_sha256):
-            st.metrics.observe(route_label(request), 401, 0.0)
-            raise Unauthorized("this endpoint needs an API key: Authorization: Bearer <key> (or X-Api-Key)")
+    headers = request.headers
+    if not worker_routes.authorized(
+        request.path, headers.get("Authorization", ""), headers.get("X-Api-Key", ""), st.api_key_sha256
+    ):
+        st.metrics.observe(route_label(request), 401, 0.0)
+        raise Unauthorized("this endpoint needs an API key: Authorization: Bearer <key> (or X-Api-Key)")
     return await handler(request)
 
 

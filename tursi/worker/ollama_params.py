@@ -9,12 +9,12 @@ fixed with its own settings. ``num_ctx`` may ask for at most the deployment's co
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
 from runtimes.llama_sampling import Sampling
 from tursi.core.errors import InvalidRequest, ModelNotFound
+from tursi.http.guards import parse_json_text
 from tursi.worker.openai_params import GenerationRequest, _content, _number, _optional_int, parse_generation
 from tursi.worker.state import WorkerState
 from tursi.worker.structured import check_tool_messages, response_grammar
@@ -206,10 +206,7 @@ def _calls(calls: Any, field: str, i: int) -> list[dict[str, Any]]:
             raise _bad(f"{field}[{k}]", "must be {'function': {'name', 'arguments'}}")
         args = fn.get("arguments", {})
         if isinstance(args, str):
-            try:
-                args = json.loads(args)
-            except ValueError:
-                raise _bad(f"{field}[{k}].function.arguments", "is not valid JSON") from None
+            args = parse_json_text(args, f"{field}[{k}].function.arguments")
         out.append({"id": f"call_{i}_{k}", "name": fn["name"], "arguments": args})
     return out
 

@@ -6,13 +6,13 @@ exception is ``user``, OpenAI's end-user id for abuse tracking, which by definit
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from runtimes.llama_sampling import Sampling
 from tursi.core.errors import InvalidRequest
+from tursi.http.guards import parse_json_text
 from tursi.worker.structured import Tools, check_tool_messages, parse_tools, response_grammar
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -221,10 +221,7 @@ def _tool_calls(calls: Any, field: str) -> list[dict[str, Any]]:
             raise _bad(f"{field}[{i}]", "must be {'id', 'type': 'function', 'function': {'name', 'arguments'}}")
         if not isinstance(fn.get("name"), str) or not isinstance(fn.get("arguments"), str):
             raise _bad(f"{field}[{i}].function", "needs 'name' and 'arguments' (a JSON text)")
-        try:
-            arguments = json.loads(fn["arguments"])
-        except ValueError:
-            raise _bad(f"{field}[{i}].function.arguments", "is not valid JSON") from None
+        arguments = parse_json_text(fn["arguments"], f"{field}[{i}].function.arguments")
         out.append({"id": call["id"], "name": fn["name"], "arguments": arguments})
     return out
 

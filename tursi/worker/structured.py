@@ -105,7 +105,7 @@ class Tools:
                 calls = json.loads(text.lstrip().removeprefix(MISTRAL_OPEN))
             else:
                 calls = json.loads(text)["tool_calls"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return None  # cut by max_tokens: not a call (finish_reason says "length")
         return [
             {
