@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import DAEMON, DaemonProc, Env, wait_for
 from tests.integration.smollm2_worker import openai_client
+from tests.integration.test_guards import raw_http
 from tests.integration.test_lifecycle import free_port
 
 pytestmark = pytest.mark.usefixtures("seeded_tiny_bert")
@@ -374,25 +375,9 @@ def test_an_idle_port_under_a_connection_flood_keeps_tursid_answering(env: Env, 
         daemon.terminate()
 
 
-def _raw(port: int, head: str, body: bytes, timeout: float = 30) -> tuple[int, dict]:
-    """One request sent as written: ``head`` (request line and headers, without the blank line), then ``body``."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"{head}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-        answer = b""
-        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    status = int(answer.split(b" ", 2)[1])
-    return status, json.loads(answer.split(b"\r\n\r\n", 1)[1] or b"{}")
-
-
-def _length(answer: bytes) -> int:
-    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            return int(line.split(b":", 1)[1])
-    return 0
+def _raw(port: int, head: str, body: bytes) -> tuple[int, dict]:
+    """``head`` (request line and headers), its Content-Length and ``body``, sent as written."""
+    return raw_http(port, f"{head}\r\nContent-Length: {len(body)}", body, wait_s=30)
 
 
 def test_the_gateway_reads_bodies_with_the_workers_limits(env: Env, tiny_bert: Path) -> None:
