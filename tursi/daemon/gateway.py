@@ -32,6 +32,7 @@ from tursi import __version__
 from tursi.core.durations import keep_alive_seconds
 from tursi.core.errors import DeploymentNotFound, InvalidRequest, ModelNotFound, NotReady, Unauthorized
 from tursi.core.names import REPLICA, is_replica
+from tursi.core.settings import HttpSettings
 from tursi.daemon.forward import Unreachable, forward
 from tursi.daemon.residency import Residency
 from tursi.daemon.state import Deployment, StateStore
@@ -324,7 +325,7 @@ async def waker_pass_on(request: web.Request) -> web.StreamResponse:
     return await gateway.pass_on(request, dep, body)
 
 
-def waker_app_factory(gateway: Gateway, http: Any = None) -> Any:
+def waker_app_factory(gateway: Gateway, http: HttpSettings | None = None) -> Any:
     """What Residency serves on an idle deployment's port: the worker's guards, then load and pass on."""
 
     def make(name: str) -> web.Application:
