@@ -12,7 +12,7 @@
 # Usage: platform/cross-build-llama-cpp.sh ARM_ARCH [PYTHON]     e.g. armv8.2-a+dotprod .venv/bin/python
 #   PYTHON needs pip and the `wheel` package (both in tursi's `convert` extra).
 # Env:   TURSI_WHEEL_CACHE (default ~/.cache/tursi/wheels), LLAMA_CPP_VERSION (default 0.3.36)
-# Needs: Debian's g++-aarch64-linux-gnu (platform/install-arm-tools.sh installs it).
+# Needs: Debian's g++-aarch64-linux-gnu (platform/install-arm-tools.sh installs it), cmake and ninja.
 # Prints the wheel's path as the last line of stdout; the build's own output goes to stderr.
 set -euo pipefail
 arch=${1:?usage: cross-build-llama-cpp.sh ARM_ARCH [PYTHON]}
@@ -26,6 +26,12 @@ case "$arch" in
   *) echo "cross-build-llama-cpp.sh: '$arch' is not an ARM architecture name (e.g. armv8-a, armv8.2-a+dotprod)" >&2
      exit 64 ;;
 esac
+for tool in cmake ninja; do
+  command -v "$tool" >/dev/null || {
+    echo "cross-build-llama-cpp.sh: '$tool' not found (Debian: apt-get install cmake ninja-build)" >&2
+    exit 69
+  }
+done
 command -v aarch64-linux-gnu-g++ >/dev/null || {
   echo "cross-build-llama-cpp.sh: aarch64-linux-gnu-g++ not found; install it with platform/install-arm-tools.sh" \
        "(Debian: apt-get install g++-aarch64-linux-gnu)" >&2
@@ -50,13 +56,27 @@ mkdir -p "$cache"
 exec 9>"$cache/.llama-cpp-python-$version-aarch64-$key.lock"
 flock 9
 if ! ls "$dir"/llama_cpp_python-*-"$platform_tag".whl >/dev/null 2>&1; then
-  echo "cross-compiling llama-cpp-python $version for aarch64 $arch (about 9 min on 2 cores, once per flags)" >&2
-  mkdir -p "$cache"
+  # Every profile builds in one CMake tree kept for this version + compiler: -march only reaches ggml's CPU
+  # backend (GGML_CPU_ARM_ARCH), so a second profile recompiles that library alone, not llama, common and mtmd
+  # (about 3 of a build's 5 minutes on 2 cores). The tree has its own lock: two profiles build one after the other.
+  tree="$cache/.tree-llama-cpp-python-$version-aarch64-$(printf '%s %s' "$version" "$compiler" | sha256sum | cut -c1-16)"
+  exec 8>"$tree.lock"
+  flock 8
+  echo "cross-compiling llama-cpp-python $version for aarch64 $arch (about 5 min on 2 cores for the first" \
+       "profile, 2 for each other one; once per flags)" >&2
   tmp=$(mktemp -d "$cache/.tmp.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
-  "$py" -m pip download --quiet --no-deps --no-binary llama-cpp-python -d "$tmp/sdist" "llama-cpp-python==$version" >&2
+  if [ ! -d "$tree/src/llama_cpp_python-$version" ]; then
+    rm -rf "$tree"
+    mkdir -p "$tree/src"
+    "$py" -m pip download --quiet --no-deps --no-binary llama-cpp-python -d "$tmp/sdist" "llama-cpp-python==$version" >&2
+    tar -xzf "$tmp"/sdist/llama_cpp_python-"$version".tar.gz -C "$tree/src"
+  fi
+  # the tree is reconfigured by the system's CMake and Ninja, not those of pip's build env (gone after the build)
   CMAKE_ARGS="$flags" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    "$py" -m pip wheel -v --no-cache-dir --no-deps -w "$tmp/host" "$tmp"/sdist/llama_cpp_python-*.tar.gz >&2
+    "$py" -m pip wheel -v --no-cache-dir --no-deps -C build-dir="$tree/build" -w "$tmp/host" \
+    "$tree/src/llama_cpp_python-$version" >&2 \
+    || { rm -rf "$tree"; echo "cross-build-llama-cpp.sh: the build failed; its tree is removed" >&2; exit 1; }
   "$py" -m wheel tags --remove --platform-tag "$platform_tag" "$tmp"/host/llama_cpp_python-*.whl >&2
   mkdir "$tmp/out"
   mv "$tmp"/host/llama_cpp_python-*-"$platform_tag".whl "$tmp/out/"

@@ -4,12 +4,15 @@
 #   qemu-user (>= 10)       runs aarch64 programs here; bookworm's own 7.2 crashes importing onnxruntime >= 1.28,
 #                           so it comes from bookworm-backports
 #   debootstrap             builds the arm64 root filesystem the emulated-device test runs in
-# Does nothing when all three are present (qemu-aarch64 10 or newer). Needs root and apt (Debian 12).
+#   cmake, ninja-build      the cross build's CMake tree outlives pip's build env, so it uses the system's tools
+# Does nothing when all are present (qemu-aarch64 10 or newer). Needs root and apt (Debian 12).
 # Usage: platform/install-arm-tools.sh [--check]    --check: exit 1 and say what is missing, install nothing
 set -euo pipefail
 missing=()
 command -v aarch64-linux-gnu-g++ >/dev/null || missing+=(g++-aarch64-linux-gnu)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v cmake >/dev/null || missing+=(cmake)
+command -v ninja >/dev/null || missing+=(ninja-build)
 qemu_major=$( { qemu-aarch64 --version 2>/dev/null || true; } | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -1)
 [ "${qemu_major:-0}" -ge 10 ] || missing+=(qemu-user)
 [ ${#missing[@]} -eq 0 ] && exit 0
@@ -28,6 +31,7 @@ if ! grep -rqs "$backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
   echo "deb http://deb.debian.org/debian $backports main" >"/etc/apt/sources.list.d/$backports.list"
 fi
 apt-get update -q
-apt-get install -y -q --no-install-recommends g++-aarch64-linux-gnu binutils-aarch64-linux-gnu debootstrap
+apt-get install -y -q --no-install-recommends g++-aarch64-linux-gnu binutils-aarch64-linux-gnu debootstrap \
+  cmake ninja-build
 apt-get install -y -q --no-install-recommends -t "$backports" qemu-user
 qemu-aarch64 --version | head -1

@@ -20,15 +20,8 @@ flags=$(bash "$(dirname "$0")/llama-cpp-flags.sh")
 key=$(printf '%s %s' "$version" "$flags" | sha256sum | cut -c1-16)
 dir="$cache/llama-cpp-python-$version-$key"
 if ! ls "$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-  echo "building llama-cpp-python $version (takes ~11 min on 2 cores) with: $flags"
-  tmp=$(mktemp -d "$cache.tmp.XXXXXX" 2>/dev/null || { mkdir -p "$cache"; mktemp -d "$cache/.tmp.XXXXXX"; })
-  CMAKE_ARGS="$flags" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    "$py" -m pip wheel --no-cache-dir --no-deps --no-binary llama-cpp-python \
-    -w "$tmp" "llama-cpp-python==$version"
-  mkdir -p "$cache"
-  printf '%s\n' "$flags" >"$tmp/CMAKE_ARGS"
-  rm -rf "$dir"
-  mv "$tmp" "$dir"
+  # `make test` has built it already, with llama.cpp's own server in the same tree (build-llama-cpp.sh)
+  dir=$(bash "$(dirname "$0")/build-llama-cpp.sh" "$py" wheel | head -1)
 fi
 "$py" -m pip install --no-deps --force-reinstall "$dir"/llama_cpp_python-*.whl
 # the bindings' own small pure-python deps

@@ -342,7 +342,6 @@ def test_the_rpi5_pack_on_a_cortex_a72_is_refused_not_killed(
     rpi5_on_a76.handle = start_device_daemon(device, "/opt/tursi", A76, tmp_path / "tursid-a76.log").handle
 
 
-MULTI_TARGET = ("rpi4", "x86-64-v3", "x86-64-v4")
 AVX512 = {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}  # what x86-64-v4 asks of a CPU
 CHAT_IN_NS = """
 import json, sys
@@ -366,10 +365,12 @@ def _deployed_target(env: Env, name: str) -> str:
 def test_one_registry_tag_gives_a_pi4_and_an_x86_device_each_its_own_build(
     device: EmulatedDevice, built: Built, smollm2_hf: Path, tmp_path: Path
 ) -> None:
-    """Issue 19's fleet on a LAN of network namespaces: the workstation builds SmolLM2 for rpi4, x86-64-v3 and
-    x86-64-v4 and pushes one multi-target tag to a real registry (TLS, htpasswd) on the LAN; an x86 "device" and the
+    """Issue 19's fleet on a LAN of network namespaces: the workstation builds SmolLM2 for rpi4 and for this host's
+    x86 level and pushes one multi-target tag to a real registry (TLS, htpasswd) on the LAN; an x86 "device" and the
     emulated Pi 4 (Cortex-A72, the rpi4 pack installed offline) each pull the tag for themselves with their daemon's
-    own credentials and get the entry planned for their hardware; the Pi 4 serves its entry."""
+    own credentials and get the entry planned for their hardware; the Pi 4 serves its entry. (Which of several x86
+    entries a host takes, the most specific that fits, is unit/test_registry_reference's: a third 135M conversion
+    here would prove no more.)"""
     import bcrypt
 
     from tests.e2e.lan import LAN_HOST, in_ns, lan
@@ -392,7 +393,9 @@ def test_one_registry_tag_gives_a_pi4_and_an_x86_device_each_its_own_build(
             ws_daemon = DaemonProc(workstation).start()
             try:
                 assert login(workstation, reg, PASSWORD).returncode == 0
-                argv = ["build", str(smollm2_hf), "--target", ",".join(MULTI_TARGET), "--bits", "4", "--push", ref]
+                host_fits_v4 = AVX512 <= set(detect().features)
+                expected = "x86-64-v4" if host_fits_v4 else "x86-64-v3"
+                argv = ["build", str(smollm2_hf), "--target", f"rpi4,{expected}", "--bits", "4", "--push", ref]
                 pushed = workstation.cli(*argv, check=True, timeout=1800).stdout
                 assert "index sha256:" in pushed, pushed
             finally:
@@ -405,8 +408,6 @@ def test_one_registry_tag_gives_a_pi4_and_an_x86_device_each_its_own_build(
                 assert login(x86, reg, PASSWORD, "--daemon").returncode == 0
                 pulled = tursi("pull", ref, env=x86.vars).stdout
                 key = pulled.split("artifact ")[1].split()[0]
-                host_fits_v4 = AVX512 <= set(detect().features)
-                expected = "x86-64-v4" if host_fits_v4 else "x86-64-v3"  # the entry with the most features that fit
                 assert _target_of(x86.home, key) == expected
             finally:
                 x86_daemon.terminate()
