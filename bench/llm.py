@@ -1,6 +1,7 @@
 """SmolLM2 GGUF through Tursi vs llama.cpp's own server (llama-server), same file, threads, context and slots,
 measured in one run with the same client: one client's decode rate and time to first token, four clients'
 aggregate rate and latency, a multi-turn chat's second-turn time to first token, and RSS idle and under load.
+Tursi alone: what a neighbour decoding a heavy JSON schema costs a plain stream (``neighbour_cost``).
 
 Every prompt starts with a nonce, so nothing is served from a prompt cache unless the figure is about that
 (the chat's second turn, whose first turn the server has just seen)."""
@@ -218,8 +219,46 @@ def run(
     out.update(figures)
     out["load_avg_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     out["ratios"] = _ratios(out["tursi"], out["llama_server"])
+    out["neighbour_cost"] = neighbour_cost(dep["port"], tokens, max(1, runs - 2))
     out["worker_rss_bytes"] = out["tursi"]["rss_idle_bytes"]
     return out
+
+
+# Issue 28's defect 11: 500 required date-time fields (25 KB, within the limits) made a plain neighbour 6.7x slower
+DATES = {f"field_{i:03d}": {"type": "string", "format": "date-time"} for i in range(500)}
+HEAVY_SCHEMA = {"type": "object", "properties": DATES, "required": list(DATES)}
+
+
+def neighbour_cost(port: int, tokens: int, runs: int) -> dict[str, Any]:
+    """A plain greedy stream's time, first byte sent to last token, beside a neighbour that samples a heavy JSON
+    schema's grammar, and beside one that samples plain text of the same length (each neighbour sent just before,
+    kinds alternating). The grammar's cost must stay its own request's: the ratio is about 1 when it does."""
+    times: dict[str, list[float]] = {"schema": [], "plain": []}
+    for _ in range(runs):
+        for kind in times:
+            body: dict[str, Any] = {
+                "messages": [{"role": "user", "content": f"Request {next(_nonce)}. Fill in 500 dates."}],
+                "max_tokens": 3 * tokens + 64,
+                "temperature": 1.0,
+                "seed": 7,
+            }
+            if kind == "schema":
+                body["response_format"] = {"type": "json_schema", "json_schema": {"name": "d", "schema": HEAVY_SCHEMA}}
+            neighbour = threading.Thread(target=_stream, args=(port, "/v1/chat/completions", body))
+            neighbour.start()
+            time.sleep(0.2)
+            t0, arrivals, _ = _stream(
+                port, "/v1/completions", {"prompt": story(next(_nonce)), "max_tokens": tokens, "temperature": 0}
+            )
+            times[kind].append(arrivals[-1] - t0)
+            neighbour.join()
+    schema, plain = statistics.median(times["schema"]), statistics.median(times["plain"])
+    return {
+        "victim_tokens": tokens,
+        "beside_schema_s": round(schema, 3),
+        "beside_plain_s": round(plain, 3),
+        "ratio": round(schema / plain, 3) if plain else 0.0,
+    }
 
 
 def _worker_pid(dep: dict[str, Any]) -> int:

@@ -94,7 +94,6 @@ def deploy_from_form(page: Any, model: str, name: str) -> None:
     page.wait_for_selector(healthy, timeout=120_000)  # the live table, polled: starting, then its health check
 
 
-@pytest.mark.usefixtures("seeded_minilm")  # the form's deploy is the point, not MiniLM's conversion (test_minilm's)
 def test_the_dashboard_drives_real_models_in_chromium(
     ui: tuple[Env, str],
     browser: Any,
