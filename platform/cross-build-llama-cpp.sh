@@ -58,7 +58,8 @@ flock 9
 if ! ls "$dir"/llama_cpp_python-*-"$platform_tag".whl >/dev/null 2>&1; then
   # Every profile builds in one CMake tree kept for this version + compiler: -march only reaches ggml's CPU
   # backend (GGML_CPU_ARM_ARCH), so a second profile recompiles that library alone, not llama, common and mtmd
-  # (rpi4 after rpi5: 34 s instead of 5 minutes on 2 cores). The tree has its own lock: two profiles build one after the other.
+  # (rpi4 after rpi5: 34 s instead of 5 minutes on 2 cores). The tree has its own lock: two profiles build one
+  # after the other.
   tree="$cache/.tree-llama-cpp-python-$version-aarch64-$(printf '%s %s' "$version" "$compiler" | sha256sum | cut -c1-16)"
   exec 8>"$tree.lock"
   flock 8
