@@ -165,6 +165,23 @@ def daemon(env: Env) -> Iterator[DaemonProc]:
     d.terminate()  # the env fixture then stops any other daemon or worker left in this home
 
 
+@pytest.fixture(scope="module")
+def module_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """One TURSI_HOME for the tests of a module that share one tursid (``module_daemon``) and its deployments:
+    tests that only send requests and keep to their own names. Tests about a daemon's start, restart, crashes
+    or faults, or that change its environment, take the per-test ``env`` and ``daemon`` instead."""
+    e = make_env(tmp_path_factory.mktemp("module") / "home")
+    yield e
+    stop_everything_in(e.home)
+
+
+@pytest.fixture(scope="module")
+def module_daemon(module_env: Env) -> Iterator[DaemonProc]:
+    d = DaemonProc(module_env).start()
+    yield d
+    d.terminate()
+
+
 def _deployments_from_db(home: Path) -> list[int]:
     import sqlite3
 

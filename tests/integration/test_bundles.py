@@ -34,18 +34,22 @@ def rewrite(src: Path, dst: Path, edit: object) -> None:
                 tout.addfile(info, io.BytesIO(blob) if blob is not None else None)
 
 
-@pytest.fixture
-def built(env: Env, daemon: DaemonProc, tiny_bert: Path, tmp_path: Path) -> tuple[Path, np.ndarray]:
-    out = tmp_path / "tiny.tursi"
-    proc = env.cli("build", str(tiny_bert), "--target", "x86-64-v3", "-o", str(out), check=True)
+@pytest.fixture(scope="module")
+def built(
+    module_env: Env, module_daemon: DaemonProc, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, np.ndarray]:
+    """The workstation side, once for the module: tiny_bert built for x86-64-v3 and its embeddings served here.
+    The tests only read the bundle (their tampered copies go to their own folders)."""
+    out = tmp_path_factory.mktemp("bundle") / "tiny.tursi"
+    proc = module_env.cli("build", str(tiny_bert), "--target", "x86-64-v3", "-o", str(out), check=True)
     assert "for x86-64-v3" in proc.stdout
     assert "writing" in proc.stderr  # byte progress on stderr
-    up = env.cli("up", str(tiny_bert), "--target", "x86-64-v3", "--name", "here", check=True)
+    up = module_env.cli("up", str(tiny_bert), "--target", "x86-64-v3", "--name", "here", check=True)
     assert "using cached artifact" in up.stderr  # the build filled the cache: same plan, same key
     return out, embed(up.stdout.split(": ", 1)[1].strip(), TEXTS)
 
 
-def test_build_load_up_on_another_daemon(env: Env, device_env: Env, built: tuple[Path, np.ndarray]) -> None:
+def test_build_load_up_on_another_daemon(device_env: Env, built: tuple[Path, np.ndarray]) -> None:
     bundle, reference = built
     with tarfile.open(bundle) as tar:
         names = tar.getnames()
@@ -88,7 +92,7 @@ def test_build_load_up_on_another_daemon(env: Env, device_env: Env, built: tuple
 
 
 def test_tampered_or_unsafe_bundles_are_refused_with_nothing_kept(
-    env: Env, device_env: Env, built: tuple[Path, np.ndarray], tiny_bert: Path, tmp_path: Path
+    device_env: Env, built: tuple[Path, np.ndarray], tiny_bert: Path, tmp_path: Path
 ) -> None:
     bundle, _ = built
     DaemonProc(device_env).start()
@@ -180,7 +184,7 @@ def check_no_planting(device_env: Env, bundle: Path, tiny_bert: Path, tmp_path: 
 
 
 def test_onnx_that_reads_outside_the_artifact_is_refused(
-    env: Env, device_env: Env, built: tuple[Path, np.ndarray], tmp_path: Path
+    device_env: Env, built: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     """A bundle whose digests all match, but whose model.onnx points a weight at a file outside the artifact."""
     import onnx
@@ -223,7 +227,9 @@ def test_onnx_that_reads_outside_the_artifact_is_refused(
     assert device_env.client.healthy()
 
 
-def test_size_cap_and_target_fit(env: Env, device_env: Env, built: tuple[Path, np.ndarray], tiny_bert: Path) -> None:
+def test_size_cap_and_target_fit(
+    module_env: Env, device_env: Env, built: tuple[Path, np.ndarray], tiny_bert: Path
+) -> None:
     bundle, _ = built
     small = DaemonProc(type(device_env)(device_env.home, {**device_env.vars, "TURSI_MAX_BUNDLE_BYTES": "100000"}))
     small.start()
@@ -236,7 +242,7 @@ def test_size_cap_and_target_fit(env: Env, device_env: Env, built: tuple[Path, n
     small.terminate()
 
     rpi = bundle.with_name("rpi5.tursi")
-    env.cli("build", str(tiny_bert), "--target", "rpi5", "-o", str(rpi), check=True)
+    module_env.cli("build", str(tiny_bert), "--target", "rpi5", "-o", str(rpi), check=True)
     DaemonProc(device_env).start()
     refused = device_env.cli("load", str(rpi))
     assert refused.returncode == 65

@@ -1,4 +1,4 @@
-"""Edges of `up` against one real tursid (module-scoped; the tiny BERT is converted once, later ups hit the cache):
+"""Edges of `up` against one real tursid (module-scoped; its cache starts with the session's converted tiny BERT):
 a second loopback address, a LAN bind without an API key, a model reference that looks like an option, two
 concurrent ups of one name, and what a worker inherits from tursid's environment."""
 
@@ -13,22 +13,26 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DaemonProc, Env, make_env, stop_everything_in
+from tests.conftest import DaemonProc, Env, make_env, seed_artifacts, stop_everything_in
 from tests.integration.test_lifecycle import embed
 
 SECRETS = {"TURSI_TOKEN": "control-token-not-for-workers", "OPENAI_API_KEY": "sk-not-for-workers"}
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator[tuple[Env, DaemonProc]]:
-    """tursid with secrets in its environment, started in a folder that holds a model folder named `--help`."""
+def home(
+    tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, tiny_bert_artifacts: Path
+) -> Iterator[tuple[Env, DaemonProc]]:
+    """tursid with secrets in its environment, started in a folder that holds a model folder named `--help`.
+    Its cache holds the session's converted tiny_bert: the edges of serving are the point, not converting."""
     env = make_env(tmp_path_factory.mktemp("edges") / "home")
+    seed_artifacts(env, tiny_bert_artifacts)
     cwd = tmp_path_factory.mktemp("daemon-cwd")
     (cwd / "--help").symlink_to(tiny_bert, target_is_directory=True)
     daemon_env = Env(env.home, {**env.vars, **SECRETS, "TURSI_READY_TIMEOUT": "60"})
     start_in_cwd = ["/bin/sh", "-c", 'cd "$1" && exec "$0" -m tursi.daemon', sys.executable, str(cwd)]
     daemon = DaemonProc(daemon_env, command=start_in_cwd).start()
-    env.cli("up", str(tiny_bert), "--name", "base", check=True)  # converts once; the tests below use the cache
+    env.cli("up", str(tiny_bert), "--name", "base", check=True)
     yield env, daemon
     daemon.terminate()
     stop_everything_in(env.home)

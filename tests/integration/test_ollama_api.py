@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import DaemonProc, make_env, stop_everything_in
+from tests.conftest import DaemonProc, make_env, seed_artifacts, stop_everything_in
 from tests.integration.test_lifecycle import free_port, post
 
 HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
 
 
 @pytest.fixture(scope="module")
-def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A SmolLM2 worker and a MiniLM worker, each on its own port (as an Ollama host each)."""
+def hosts(tmp_path_factory: pytest.TempPathFactory, minilm_artifacts: Path) -> Iterator[dict[str, str]]:
+    """A SmolLM2 worker and a MiniLM worker, each on its own port (as an Ollama host each). MiniLM comes from the
+    session's conversion (the Ollama API is the point here, not converting it)."""
     env = make_env(tmp_path_factory.mktemp("ollama") / "home")
+    seed_artifacts(env, minilm_artifacts)
     daemon = DaemonProc(env).start()
     try:
         ports = {"smollm2": free_port(), "minilm": free_port()}
