@@ -32,8 +32,8 @@ server_dir="$cache/llama-server-$version-$server_key"
 if [ "$parts" = both ] && ! { command -v cmake && command -v ninja; } >/dev/null; then
   # the tree is reconfigured after pip's build env is gone, so the build must use the system's CMake and Ninja
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q cmake ninja-build >&2 \
-      || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q cmake ninja-build >&2; }
+    DEBIAN_FRONTEND=noninteractive bash "$here/apt.sh" install -y -q cmake ninja-build >&2 \
+      || { bash "$here/apt.sh" update -q >&2 && DEBIAN_FRONTEND=noninteractive bash "$here/apt.sh" install -y -q cmake ninja-build >&2; }
   else
     echo "build-llama-cpp.sh: cmake and ninja are needed on PATH (Debian: apt-get install cmake ninja-build)" >&2
     exit 69

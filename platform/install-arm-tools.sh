@@ -30,8 +30,10 @@ backports=${VERSION_CODENAME:-bookworm}-backports
 if ! grep -rqs "$backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
   echo "deb http://deb.debian.org/debian $backports main" >"/etc/apt/sources.list.d/$backports.list"
 fi
-apt-get update -q
-apt-get install -y -q --no-install-recommends g++-aarch64-linux-gnu binutils-aarch64-linux-gnu debootstrap \
+apt_sh=$(cd "$(dirname "$0")" && pwd)/apt.sh
+apt() { bash "$apt_sh" "$@"; }
+apt update -q
+apt install -y -q --no-install-recommends g++-aarch64-linux-gnu binutils-aarch64-linux-gnu debootstrap \
   cmake ninja-build
-apt-get install -y -q --no-install-recommends -t "$backports" qemu-user
+apt install -y -q --no-install-recommends -t "$backports" qemu-user
 qemu-aarch64 --version | head -1

@@ -9,9 +9,11 @@ if [ "$(id -u)" != 0 ]; then
   exit 77
 fi
 export DEBIAN_FRONTEND=noninteractive
-if ! apt-get install -y -q chromium >&2; then
-  apt-get update -q >&2
-  apt-get install -y -q chromium >&2
+apt_sh=$(cd "$(dirname "$0")" && pwd)/apt.sh
+apt() { bash "$apt_sh" "$@"; }
+if ! apt install -y -q chromium >&2; then
+  apt update -q >&2
+  apt install -y -q chromium >&2
 fi
 chromium --version >&2
 command -v chromium

@@ -9,6 +9,7 @@ dir=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/tursi/registry}
 bin="$dir/usr/bin/docker-registry"
 if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
 mkdir -p "$dir"
+here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -17,7 +18,7 @@ if ! apt-get download -q docker-registry >&2; then
     echo "install-registry.sh: apt-get download docker-registry failed; as root, run apt-get update first" >&2
     exit 77
   fi
-  apt-get update -q >&2
+  bash "$here/apt.sh" update -q >&2
   apt-get download -q docker-registry >&2
 fi
 dpkg-deb -x docker-registry_*.deb "$dir"

@@ -3,8 +3,10 @@
 One engine thread owns the context. Jobs wait in arrival order; a free slot takes the next one, keeping the longest
 prefix of its prompt that the slot still holds in the KV cache (a chat's next turn does not re-read its history).
 Each step puts one token per generating slot, plus a share of the slots' pending prompt tokens, into one batch,
-decodes it, and samples each slot with its own llama.cpp sampler chain (the logits never leave C). Text reaches
-the job's ``emit`` callback from the engine thread; the last item carries the finish reason (or is an exception).
+decodes it, and samples each slot with its own llama.cpp sampler chain (the logits never leave C); a slot whose
+sampling takes more than its share of the thread's time sits out steps while others generate (SampleBudget).
+Text reaches the job's ``emit`` callback from the engine thread; the last item carries the finish reason (or is an
+exception).
 
 The KV cache is one buffer of ``n_ctx`` cells shared by all slots (llama.cpp's unified cache): memory is what was
 asked for, not ``n_ctx`` per slot. When it fills, idle slots' cached prefixes go first; if that is not enough,
@@ -24,6 +26,7 @@ from typing import Any
 
 from runtimes.llama_sampling import Chunk, Sampling, build_sampler
 from runtimes.llama_text import TextStream
+from runtimes.sample_budget import SampleBudget
 
 log = logging.getLogger(__name__)
 Emit = Callable[["Chunk | BaseException"], None]
@@ -86,6 +89,8 @@ class LlamaEngine:
         self._piece = ctypes.create_string_buffer(256)
         self.prompt_tokens_reused = 0
         self.prompt_tokens_decoded = 0
+        self._budget = SampleBudget()
+        self._shared = False  # whether the step being run holds more than one slot's work
         self._thread = threading.Thread(target=self._run, name="llama-engine", daemon=True)
         self._thread.start()
 
@@ -182,6 +187,7 @@ class LlamaEngine:
         slot.text = TextStream(job.sampling.stop)
         job.reused_tokens = keep
         self.prompt_tokens_reused += keep
+        self._budget.start(slot.seq)
 
     def _step(self) -> None:
         for slot in self.slots:
@@ -190,6 +196,7 @@ class LlamaEngine:
         plan = self._plan()
         if not plan:
             return
+        t0 = time.perf_counter()
         rc = self._lc.llama_decode(self._ctx, self._fill(plan))
         if rc == 1:  # no room in the KV cache for this batch: nothing was decoded
             self._make_room()
@@ -202,17 +209,24 @@ class LlamaEngine:
                 slot.pending = slot.pending[len(tokens) :]
                 self.prompt_tokens_decoded += len(tokens)
             if wants_logits:
-                self._on_token(slot, slot.sampler.sample(self._ctx, slot.out_index))
+                t = time.perf_counter()
+                token = slot.sampler.sample(self._ctx, slot.out_index)
+                self._budget.spend(slot.seq, time.perf_counter() - t, shared=self._shared)
+                self._on_token(slot, token)
+        self._budget.earn([s.seq for s in self.slots if s.job is not None], time.perf_counter() - t0)
 
     def _plan(self) -> list[tuple[_Slot, list[int], bool]]:
         """(slot, tokens to decode for it, whether it samples after this step): generating slots first, then
         prompt chunks while the batch has room. Nothing changes until the decode succeeds."""
         plan: list[tuple[_Slot, list[int], bool]] = []
         budget = self.n_batch
-        for slot in self.slots:
-            if slot.job is not None and not slot.pending and slot.next_token >= 0:
-                plan.append((slot, [slot.next_token], True))
-                budget -= 1
+        generating = [s.seq for s in self.slots if s.job is not None and not s.pending and s.next_token >= 0]
+        prefilling = any(s.job is not None and s.pending for s in self.slots)
+        ready, self._shared = self._budget.plan(generating, prefilling)
+        for seq in ready:
+            slot = self.slots[seq]
+            plan.append((slot, [slot.next_token], True))
+            budget -= 1
         for slot in self.slots:
             if slot.job is not None and slot.pending and budget > 0:
                 chunk = slot.pending[:budget]

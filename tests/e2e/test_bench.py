@@ -29,7 +29,9 @@ def test_bench_quick_mode_writes_a_report(tmp_path: Path) -> None:
     assert report["quality"]["texts_per_s"]["int8"] > 0
     assert 0.9 < report["quality"]["ratios"]["min_cosine"] <= 1.0
     assert report["llm"]["tursi"]["decode_tok_s"] > 0
-    assert report["llm"]["neighbour_cost"]["beside_schema_s"] > 0  # issue 28's defect 11, measured each run
+    neighbours = report["llm"]["neighbour_cost"]  # issue 28's defect 11, measured each run
+    assert set(neighbours["beside_s"]) == {"plain", "dates", "enum"}
+    assert min(neighbours["neighbour_tokens"].values()) > 0
     assert report["gateway"]["embeddings_per_s"]["gateway"] > 0
     assert set(report["gateway"]["ratios"]) == {
         "gateway_vs_direct_embeddings",
