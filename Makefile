@@ -54,8 +54,8 @@ check: lint
 
 # The test tools (apt packages, the arm64 root filesystem) are fetched in the background of install and the builds,
 # which use the CPU while those wait on the network; pytest starts when both are done. The ARM cross builds the
-# emulated-device tests need run beside the unit and integration tiers in the idle scheduling class, on the CPU
-# time those leave (platform/prebuild-arm-wheels.sh says why idle class: a nice 19 compile can stall llama.cpp).
+# emulated-device tests need run beside the unit and integration tiers, in a session of their own whose CPU share
+# is nice 19 (platform/prebuild-arm-wheels.sh: a plain nice or idle class alone let them stall the tests' workers).
 test: test-tools lint
 	$(TIMED) builds bash platform/build-llama-server.sh $(BIN)/python  # the bench's baseline: built with the wheel, cached
 	$(TIMED) tools sh -c 'while kill -0 $$(cat build/test-tools.pid) 2>/dev/null; do sleep 1; done; cat build/test-tools.log'

@@ -4,10 +4,14 @@
 # after the unit and integration tiers (about 15 minutes in, with a core idle about half of that time), and
 # `tursi pack` then finds the wheels cached, or waits on the build's lock for the rest of it.
 #
-# Why SCHED_IDLE (chrt --idle) and not nice 19: an idle-class task runs only when no other task wants the core and
-# is preempted as soon as one does, so a test's llama.cpp threads never wait behind a compile (measured here: the
-# SmolLM2 greedy rate alone 73-79 tok/s, beside two idle-class compiles 86-94 tok/s). A fresh machine gains the
-# ~6 minutes of the two cross builds; a warm one finds both cached in a second.
+# Why it cannot slow the tests: Linux shares the CPU first between sessions ("autogroups", on by default), then
+# between the tasks of each, so a session's own nice or idle class does not shelter the tursid and workers the
+# tests start (each in its own session): beside a session of idle-class compiles, a worker's SmolLM2 greedy rate
+# fell from 93 to 7 tok/s (measured here; llama.cpp's threads wait on each other at every layer, so losing one
+# core for a slice stalls both). So `make test` starts this in its own session, whose autogroup nice is set to 19
+# here (weight 15 against 1024: beside the same compiles the worker kept 88 tok/s), and the compiles also run in
+# the idle class within it. A fresh machine gains the ~6 minutes of the two cross builds; a warm one finds both
+# cached in a second.
 #
 # Does nothing where the tests would not build them: no cross compiler (install-test-tools.sh installs it only
 # where the device can be emulated), or both wheels cached.
@@ -17,6 +21,15 @@ py=${1:?usage: prebuild-arm-wheels.sh PYTHON}
 here=$(dirname "$0")
 if ! command -v aarch64-linux-gnu-g++ >/dev/null || ! command -v ninja >/dev/null; then
   echo "prebuild-arm-wheels.sh: no cross compiler or ninja here: nothing to prebuild"
+  exit 0
+fi
+if [ "$(ps -o sid= -p $$ | tr -d ' ')" != "$$" ]; then
+  exec setsid --wait bash "$0" "$@"  # its own session: the nice 19 below must not reach the caller's
+fi
+if [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo 0)" = 1 ] \
+  && ! { echo 19 >/proc/self/autogroup; } 2>/dev/null; then
+  echo "prebuild-arm-wheels.sh: cannot lower this session's CPU share (/proc/self/autogroup): the tests build the" \
+       "wheels themselves"
   exit 0
 fi
 if ! chrt --idle 0 true 2>/dev/null; then
